@@ -1,0 +1,206 @@
+//! The protocol engine: push and pull over a [`Store`], as the protocol notes and the
+//! consistency design describe them.
+
+mod pull;
+mod push;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::mutators::Mutators;
+use crate::store::{CommitLog, Store, StoreError, Version};
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The schema version clients must send, if any.
+    pub schema_version: Option<String>,
+    /// Attempts a push or pull makes against conflicts or partly visible commits before it
+    /// answers 503 (the client then retries with its own backoff).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with full jitter.
+    pub retry_base_delay: Duration,
+    /// Largest retry delay.
+    pub retry_max_delay: Duration,
+    /// Slots in each space's ring of commit logs: how many recent commits a reader checks
+    /// for visibility. Older commits are assumed fully visible, which holds as long as a
+    /// DynamoDB transaction finishes becoming visible before this many later commits of the
+    /// same space have completed (they take at least one request each, and a transaction's
+    /// commit phase takes well under a second).
+    pub commit_log_slots: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            schema_version: None,
+            max_attempts: 12,
+            retry_base_delay: Duration::from_millis(5),
+            retry_max_delay: Duration::from_millis(400),
+            commit_log_slots: 64,
+        }
+    }
+}
+
+/// Who is calling, and on which space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The authenticated user.
+    pub user: String,
+    /// The space (the `spaceID` query parameter).
+    pub space: String,
+}
+
+/// Why a push or pull failed; each maps to one HTTP status.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    /// The caller may not use this client group or client (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The request is malformed (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A temporary failure; the client retries (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or a refused store request (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(why) | StoreError::Unavailable(why) => {
+                EngineError::Unavailable(why)
+            }
+            StoreError::Rejected(why) => EngineError::Internal(why),
+        }
+    }
+}
+
+/// Push and pull for one application over one store.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    mutators: Mutators,
+    config: EngineConfig,
+}
+
+/// What went wrong in one attempt.
+enum Attempt {
+    /// Another commit interfered or is partly visible: try again.
+    Retry(String),
+    /// Give up with this error.
+    Fail(EngineError),
+}
+
+impl From<StoreError> for Attempt {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(why) => Attempt::Retry(why),
+            other => Attempt::Fail(other.into()),
+        }
+    }
+}
+
+impl Engine {
+    /// An engine running `mutators` over `store`.
+    pub fn new(store: Arc<dyn Store>, mutators: Mutators, config: EngineConfig) -> Self {
+        Engine {
+            store,
+            mutators,
+            config,
+        }
+    }
+
+    /// The store the engine runs on.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Waits before attempt `attempt` (1-based), exponentially with full jitter so that
+    /// colliding pushers spread out.
+    async fn back_off(&self, attempt: u32) {
+        let cap = self
+            .config
+            .retry_base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.config.retry_max_delay);
+        let micros = fastrand::u64(0..=cap.as_micros() as u64);
+        tokio::time::sleep(Duration::from_micros(micros)).await;
+    }
+
+    fn schema_ok(&self, schema_version: &str) -> bool {
+        self.config
+            .schema_version
+            .as_deref()
+            .is_none_or(|expected| expected == schema_version)
+    }
+}
+
+/// The commit logs of the commits in `(after, version]` that are recent enough that their
+/// visibility must be checked, or why they cannot be trusted yet: a slot does not show the
+/// commit it should (that commit is not visible yet), or shows one newer than `version`.
+pub(crate) fn recent_commits(
+    logs: &[CommitLog],
+    after: Version,
+    version: Version,
+    slots: u32,
+) -> Result<Vec<&CommitLog>, String> {
+    let slots = u64::from(slots.max(1));
+    let mut by_slot: std::collections::HashMap<u32, &CommitLog> = Default::default();
+    for log in logs {
+        if log.version > version {
+            return Err(format!(
+                "commit {} above version {version} is partly visible",
+                log.version
+            ));
+        }
+        let known = by_slot.entry(log.slot).or_insert(log);
+        if log.version > known.version {
+            *known = log;
+        }
+    }
+    let first = after.max(version.saturating_sub(slots)) + 1;
+    (first..=version)
+        .map(|v| {
+            let slot = (v % slots) as u32;
+            by_slot
+                .get(&slot)
+                .filter(|log| log.version == v)
+                .copied()
+                .ok_or_else(|| format!("commit {v} is not visible yet"))
+        })
+        .collect()
+}
+
+/// Longest client or client group id accepted.
+const MAX_ID_BYTES: usize = 512;
+
+/// Checks a client or client group id before it becomes part of a key.
+fn validate_id(what: &str, id: &str) -> Result<(), EngineError> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(EngineError::BadRequest(format!(
+            "{what} must be 1 to {MAX_ID_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A client group belongs to the user who first pushed with it, in the space it pushed to.
+fn check_group(group: &crate::store::Group, caller: &Caller) -> Result<(), Attempt> {
+    if group.user != caller.user {
+        return Err(Attempt::Fail(EngineError::Unauthorized(format!(
+            "client group {:?} belongs to another user",
+            group.id
+        ))));
+    }
+    if group.space != caller.space {
+        return Err(Attempt::Fail(EngineError::Unauthorized(format!(
+            "client group {:?} belongs to another space",
+            group.id
+        ))));
+    }
+    Ok(())
+}

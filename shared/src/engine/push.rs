@@ -1,0 +1,281 @@
+//! Push: run the mutations in order against an overlay, then commit once, conditioned on
+//! the space version, the clients' lmids and every key the mutators read.
+
+use std::collections::HashMap;
+
+use tracing::{debug, info, warn};
+
+use super::{Attempt, Caller, Engine, EngineError};
+use crate::mutators::MutationError;
+use crate::protocol::{ProtocolError, PushRequest, Reply, VersionType, PROTOCOL_VERSION};
+use crate::store::{
+    Address, Client, CommitLog, Entity, Expect, Group, Record, SpaceMeta, Version, Write, Written,
+};
+use crate::tx::Tx;
+
+/// Actions every commit spends besides clients and entities: the space counter and the
+/// commit log slot.
+const FIXED_ACTIONS: usize = 2;
+/// Bytes set aside in a write for the counter, the commit log and the clients.
+const FIXED_BYTES: usize = 256 * 1024;
+
+/// How far one attempt got.
+enum Step {
+    /// Finished, with this answer.
+    Done(Reply<()>),
+    /// Committed part of the mutations (a transaction holds only so much); go on.
+    Partial,
+}
+
+/// A client as the attempt sees it.
+struct ClientState {
+    lmid: u64,
+    /// The version it was read at; `None` if it is new.
+    read_version: Option<Version>,
+    dirty: bool,
+}
+
+impl Engine {
+    /// Processes a push: every mutation with an id above its client's lmid, in order.
+    pub async fn push(&self, caller: &Caller, req: &PushRequest) -> Result<Reply<()>, EngineError> {
+        if req.push_version != PROTOCOL_VERSION {
+            return Ok(Reply::Error(ProtocolError::VersionNotSupported {
+                version_type: VersionType::Push,
+            }));
+        }
+        if !self.schema_ok(&req.schema_version) {
+            return Ok(Reply::Error(ProtocolError::VersionNotSupported {
+                version_type: VersionType::Schema,
+            }));
+        }
+        super::validate_id("clientGroupID", &req.client_group_id)?;
+        for m in &req.mutations {
+            super::validate_id("clientID", &m.client_id)?;
+        }
+        let mut failures = 0;
+        loop {
+            match self.push_attempt(caller, req).await {
+                Ok(Step::Done(reply)) => return Ok(reply),
+                Ok(Step::Partial) => failures = 0,
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => {
+                    failures += 1;
+                    debug!(attempt = failures, %why, "push conflicted; retrying");
+                    if failures >= self.config.max_attempts {
+                        return Err(EngineError::Unavailable(format!(
+                            "push gave up after {failures} conflicting attempts: {why}"
+                        )));
+                    }
+                    self.back_off(failures).await;
+                }
+            }
+        }
+    }
+
+    async fn push_attempt(&self, caller: &Caller, req: &PushRequest) -> Result<Step, Attempt> {
+        let space = caller.space.as_str();
+        let group_id = req.client_group_id.as_str();
+        let mut client_ids: Vec<&str> = Vec::new();
+        for m in &req.mutations {
+            if !client_ids.contains(&m.client_id.as_str()) {
+                client_ids.push(&m.client_id);
+            }
+        }
+        let mut addresses = vec![
+            Address::Space {
+                space: space.to_owned(),
+            },
+            Address::Group {
+                group: group_id.to_owned(),
+            },
+        ];
+        addresses.extend(client_ids.iter().map(|c| Address::Client {
+            space: space.to_owned(),
+            client: (*c).to_owned(),
+        }));
+        let mut got = self.store.get(&addresses).await?.into_iter();
+        let meta = match got.next().flatten() {
+            Some(Record::Space(m)) => Some(m),
+            _ => None,
+        };
+        let group_exists = match got.next().flatten() {
+            Some(Record::Group(g)) => {
+                super::check_group(&g, caller)?;
+                true
+            }
+            _ => false,
+        };
+        let mut clients: HashMap<&str, ClientState> = HashMap::new();
+        for (id, record) in client_ids.iter().zip(got) {
+            let state = match record {
+                Some(Record::Client(c)) => {
+                    if c.group != group_id {
+                        return Err(Attempt::Fail(EngineError::Unauthorized(format!(
+                            "client {id:?} belongs to another client group"
+                        ))));
+                    }
+                    ClientState {
+                        lmid: c.lmid,
+                        read_version: Some(c.version),
+                        dirty: false,
+                    }
+                }
+                _ => ClientState {
+                    lmid: 0,
+                    read_version: None,
+                    dirty: false,
+                },
+            };
+            clients.insert(id, state);
+        }
+
+        let version = meta.as_ref().map_or(0, |m| m.version);
+        let limits = self.store.limits();
+        let mut tx = Tx::new(
+            self.store.as_ref(),
+            space,
+            version,
+            self.config.commit_log_slots,
+        );
+        let mut applied = 0usize;
+        let mut more = false;
+        for m in &req.mutations {
+            let client = clients.get_mut(m.client_id.as_str()).expect("read above");
+            if m.id <= client.lmid {
+                continue;
+            }
+            if m.id > client.lmid + 1 {
+                warn!(
+                    client = %m.client_id, id = m.id, lmid = client.lmid,
+                    "mutation from the future: the server has no state for this client"
+                );
+                return Ok(Step::Done(Reply::Error(ProtocolError::ClientStateNotFound)));
+            }
+            match self.mutators.run(&m.name, &mut tx, m.args.clone()).await {
+                Ok(()) => {}
+                Err(MutationError::Invalid(reason)) => {
+                    warn!(client = %m.client_id, id = m.id, mutator = %m.name, %reason,
+                        "mutation rejected; skipping it");
+                    tx.discard_writes();
+                }
+                Err(MutationError::Retry(why)) => return Err(Attempt::Retry(why)),
+                Err(MutationError::Store(e)) => return Err(Attempt::Fail(e.into())),
+            }
+            let new_client = usize::from(!client.dirty);
+            let dirty_clients = clients.values().filter(|c| c.dirty).count() + new_client;
+            let actions = FIXED_ACTIONS + usize::from(!group_exists) + dirty_clients + tx.touched();
+            let bytes = FIXED_BYTES + tx.write_bytes();
+            if actions > limits.max_write_actions || bytes > limits.max_write_bytes {
+                if applied > 0 {
+                    // Commit what fits; the rest goes in the next transaction.
+                    tx.forget();
+                    more = true;
+                    break;
+                }
+                warn!(client = %m.client_id, id = m.id, mutator = %m.name, actions, bytes,
+                    "mutation touches more than one transaction holds; skipping it");
+                tx.forget();
+            } else {
+                tx.keep();
+            }
+            let client = clients.get_mut(m.client_id.as_str()).expect("read above");
+            client.lmid = m.id;
+            client.dirty = true;
+            applied += 1;
+        }
+        if applied == 0 {
+            return Ok(Step::Done(Reply::Ok(())));
+        }
+
+        let new_version = version + 1;
+        let epoch = meta.as_ref().map_or_else(
+            || format!("{:016x}", fastrand::u64(..)),
+            |m| m.epoch.clone(),
+        );
+        let (entity_writes, reads) = tx.into_parts();
+        let expect_read = |key: &str| match reads.get(key) {
+            Some(Some(v)) => Expect::Version(*v),
+            Some(None) => Expect::Absent,
+            None => Expect::Any,
+        };
+        let mut written: Vec<Written> =
+            entity_writes.keys().cloned().map(Written::Entity).collect();
+        let mut writes = vec![Write::Put {
+            record: Record::Space(SpaceMeta {
+                space: space.to_owned(),
+                version: new_version,
+                epoch,
+            }),
+            expect: meta
+                .as_ref()
+                .map_or(Expect::Absent, |m| Expect::Version(m.version)),
+        }];
+        if !group_exists {
+            writes.push(Write::Put {
+                record: Record::Group(Group {
+                    id: group_id.to_owned(),
+                    user: caller.user.clone(),
+                    space: space.to_owned(),
+                }),
+                expect: Expect::Absent,
+            });
+        }
+        for (id, c) in clients.iter().filter(|(_, c)| c.dirty) {
+            written.push(Written::Client((*id).to_owned()));
+            writes.push(Write::Put {
+                record: Record::Client(Client {
+                    space: space.to_owned(),
+                    id: (*id).to_owned(),
+                    group: group_id.to_owned(),
+                    version: new_version,
+                    lmid: c.lmid,
+                }),
+                expect: c.read_version.map_or(Expect::Absent, Expect::Version),
+            });
+        }
+        for (key, value) in &entity_writes {
+            writes.push(Write::Put {
+                record: Record::Entity(Entity {
+                    space: space.to_owned(),
+                    key: key.clone(),
+                    version: new_version,
+                    value: value.clone(),
+                }),
+                expect: expect_read(key),
+            });
+        }
+        for key in reads.keys().filter(|k| !entity_writes.contains_key(*k)) {
+            writes.push(Write::Check {
+                address: Address::Entity {
+                    space: space.to_owned(),
+                    key: key.clone(),
+                },
+                expect: expect_read(key),
+            });
+        }
+        let slots = self.config.commit_log_slots.max(1);
+        writes.push(Write::Put {
+            record: Record::CommitLog(CommitLog {
+                space: space.to_owned(),
+                slot: (new_version % u64::from(slots)) as u32,
+                version: new_version,
+                written,
+            }),
+            expect: Expect::Any,
+        });
+        let actions = writes.len();
+        self.store.write(writes).await?;
+        info!(
+            space,
+            version = new_version,
+            mutations = applied,
+            actions,
+            "committed"
+        );
+        Ok(if more {
+            Step::Partial
+        } else {
+            Step::Done(Reply::Ok(()))
+        })
+    }
+}

@@ -1,0 +1,321 @@
+//! The HTTP surface of push and pull, independent of how the request arrived (API Gateway
+//! through Lambda, or the local server): parse, authenticate, call the engine, map errors.
+
+use std::time::Instant;
+
+use http::{header, HeaderMap, Method, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tracing::{info, warn, Instrument};
+
+use crate::auth::{self, AuthMode};
+use crate::engine::{Caller, Engine, EngineError};
+use crate::protocol::{PullRequest, PushRequest, Reply};
+
+/// The space of requests without a `spaceID` parameter.
+pub const DEFAULT_SPACE: &str = "default";
+/// Longest space id accepted, in bytes.
+pub const MAX_SPACE_BYTES: usize = 100;
+
+/// Which endpoint a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /api/replicache/push`.
+    Push,
+    /// `POST /api/replicache/pull`.
+    Pull,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Push => "push",
+            Operation::Pull => "pull",
+        }
+    }
+}
+
+/// What the API needs of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequest<'a> {
+    /// HTTP method.
+    pub method: &'a Method,
+    /// Raw query string, without `?`.
+    pub query: Option<&'a str>,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// Request body.
+    pub body: &'a [u8],
+    /// The `sub` claim of a verified JWT, when API Gateway's authorizer ran.
+    pub jwt_sub: Option<&'a str>,
+    /// The platform's request id (API Gateway's), for logs.
+    pub request_id: Option<&'a str>,
+}
+
+/// Push and pull over HTTP.
+#[derive(Clone)]
+pub struct Api {
+    engine: Engine,
+    auth_mode: AuthMode,
+    max_body_bytes: usize,
+}
+
+/// An error response: status and `{"error", "message"}`.
+struct Failure {
+    status: StatusCode,
+    error: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            error,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Unauthorized(m) => {
+                Failure::new(StatusCode::UNAUTHORIZED, "Unauthorized", m)
+            }
+            EngineError::BadRequest(m) => {
+                Failure::new(StatusCode::BAD_REQUEST, "InvalidRequest", m)
+            }
+            EngineError::Unavailable(m) => {
+                Failure::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", m)
+            }
+            EngineError::Internal(m) => {
+                Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", m)
+            }
+        }
+    }
+}
+
+impl Api {
+    /// The API over `engine`.
+    pub fn new(engine: Engine, auth_mode: AuthMode, max_body_bytes: usize) -> Self {
+        Api {
+            engine,
+            auth_mode,
+            max_body_bytes,
+        }
+    }
+
+    /// The engine behind the API.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Handles one request for `op`, logging it in a span with its space, client group and
+    /// request ids, and its duration.
+    pub async fn handle(&self, op: Operation, req: ApiRequest<'_>) -> Response<String> {
+        let started = Instant::now();
+        let replicache_request_id = req
+            .headers
+            .get("x-replicache-requestid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "request",
+            op = op.name(),
+            space = tracing::field::Empty,
+            client_group = tracing::field::Empty,
+            user = tracing::field::Empty,
+            request_id = req.request_id.unwrap_or_default(),
+            replicache_request_id,
+        );
+        let result = self.dispatch(op, req).instrument(span.clone()).await;
+        let response = match result {
+            Ok((status, body)) => respond(status, body),
+            Err(f) => {
+                let body = json!({"error": f.error, "message": f.message});
+                respond(f.status, body)
+            }
+        };
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        span.in_scope(|| {
+            let status = response.status().as_u16();
+            if status >= 500 {
+                warn!(status, elapsed_ms, "{} failed", op.name());
+            } else {
+                info!(status, elapsed_ms, "{} done", op.name());
+            }
+        });
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        op: Operation,
+        req: ApiRequest<'_>,
+    ) -> Result<(StatusCode, Value), Failure> {
+        if req.method == Method::OPTIONS {
+            return Ok((StatusCode::NO_CONTENT, Value::Null));
+        }
+        if req.method != Method::POST {
+            return Err(Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("{} takes POST, not {}", op.name(), req.method),
+            ));
+        }
+        if req.body.len() > self.max_body_bytes {
+            return Err(Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!(
+                    "the body has {} bytes; at most {} are accepted",
+                    req.body.len(),
+                    self.max_body_bytes
+                ),
+            ));
+        }
+        let authorization = req
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let user = auth::user_id(self.auth_mode, req.jwt_sub, authorization)
+            .map_err(|m| Failure::new(StatusCode::UNAUTHORIZED, "Unauthorized", m))?;
+        let space = space_id(req.query)?;
+        let span = tracing::Span::current();
+        span.record("space", space.as_str());
+        span.record("user", user.as_str());
+        let caller = Caller { user, space };
+        match op {
+            Operation::Push => {
+                let body: PushRequest = parse_body(req.body)?;
+                span.record("client_group", body.client_group_id.as_str());
+                let reply = self.engine.push(&caller, &body).await?;
+                Ok((StatusCode::OK, reply_json(reply.map(|()| json!({})))))
+            }
+            Operation::Pull => {
+                let body: PullRequest = parse_body(req.body)?;
+                span.record("client_group", body.client_group_id.as_str());
+                let reply = self.engine.pull(&caller, &body).await?;
+                let reply = reply.map(|r| serde_json::to_value(r).expect("serializable"));
+                Ok((StatusCode::OK, reply_json(reply)))
+            }
+        }
+    }
+}
+
+impl<T> Reply<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Reply<U> {
+        match self {
+            Reply::Ok(t) => Reply::Ok(f(t)),
+            Reply::Error(e) => Reply::Error(e),
+        }
+    }
+}
+
+fn reply_json(reply: Reply<Value>) -> Value {
+    match reply {
+        Reply::Ok(v) => v,
+        Reply::Error(e) => serde_json::to_value(e).expect("serializable"),
+    }
+}
+
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => Failure::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidJSON",
+                format!("malformed JSON: {e}"),
+            ),
+            Category::Data => Failure::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                format!("the body does not match the protocol: {e}"),
+            ),
+        }
+    })
+}
+
+/// The `spaceID` query parameter, `default` when absent.
+fn space_id(query: Option<&str>) -> Result<String, Failure> {
+    let bad = |m: String| Failure::new(StatusCode::BAD_REQUEST, "InvalidRequest", m);
+    let found = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| *k == "spaceID")
+        .map(|(_, v)| {
+            let v = v.replace('+', " ");
+            percent_decode(&v)
+                .ok_or_else(|| bad(format!("spaceID {v:?} is not valid percent-encoded UTF-8")))
+        })
+        .transpose()?;
+    let space = found.unwrap_or_else(|| DEFAULT_SPACE.to_owned());
+    if space.is_empty() || space.len() > MAX_SPACE_BYTES || space.chars().any(char::is_control) {
+        return Err(bad(format!(
+            "spaceID must be 1 to {MAX_SPACE_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(space)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn respond(status: StatusCode, body: Value) -> Response<String> {
+    let builder = Response::builder()
+        .status(status)
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .header(header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS")
+        .header(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type, X-Replicache-RequestID",
+        )
+        .header(header::ACCESS_CONTROL_MAX_AGE, "600");
+    let builder = if status == StatusCode::METHOD_NOT_ALLOWED {
+        builder.header(header::ALLOW, "POST, OPTIONS")
+    } else {
+        builder
+    };
+    let (builder, text) = if body.is_null() {
+        (builder, String::new())
+    } else {
+        (
+            builder.header(header::CONTENT_TYPE, "application/json"),
+            body.to_string(),
+        )
+    };
+    builder.body(text).expect("static headers are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_defaults_and_decodes() {
+        assert_eq!(space_id(None).ok(), Some("default".into()));
+        assert_eq!(
+            space_id(Some("a=1&spaceID=my%20room")).ok(),
+            Some("my room".into())
+        );
+        assert!(space_id(Some("spaceID=")).is_err());
+        assert!(space_id(Some("spaceID=%ff")).is_err());
+    }
+}

@@ -1,0 +1,488 @@
+//! The DynamoDB store: one table, partition key `pk` (the space, or the client group),
+//! sort key `sk`, and a local secondary index `by-version` on (`pk`, `v`) that every
+//! versioned record appears in.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client as DynamoClient;
+
+use super::{
+    item_key, space_pk, Address, Client, CommitLog, Entity, Expect, Group, Limits, Page, PageToken,
+    Record, SpaceMeta, Store, StoreError, Version, Write, Written, CLIENT_PREFIX,
+    COMMIT_LOG_PREFIX, ENTITY_PREFIX,
+};
+
+/// Name of the local secondary index on (`pk`, `v`).
+pub const VERSION_INDEX: &str = "by-version";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// [`Store`] on a DynamoDB table.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: DynamoClient,
+    table: String,
+}
+
+impl DynamoStore {
+    /// A store on `table` through `client`.
+    pub fn new(client: DynamoClient, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// A store on `table` with the SDK configured from the standard AWS environment
+    /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local).
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        let config = aws_config::load_from_env().await;
+        Self::new(DynamoClient::new(&config), table)
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &DynamoClient {
+        &self.client
+    }
+
+    async fn query_page(
+        &self,
+        index: Option<&str>,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
+        let start = page.map(|t| decode_token(&t)).transpose()?;
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_owned))
+            .key_condition_expression(condition)
+            .consistent_read(true)
+            .set_exclusive_start_key(start);
+        for (name, value) in values {
+            query = query.expression_attribute_values(name, value);
+        }
+        let out = query.send().await.map_err(classify)?;
+        let records = out
+            .items()
+            .iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = out.last_evaluated_key().map(encode_token);
+        Ok(Page { records, next })
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    fn limits(&self) -> Limits {
+        Limits::DYNAMODB
+    }
+
+    async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
+        let mut found: HashMap<(String, String), Record> = HashMap::new();
+        let mut wanted: Vec<Item> = Vec::new();
+        for address in addresses {
+            let key = key_item(address);
+            if !wanted.contains(&key) {
+                wanted.push(key);
+            }
+        }
+        // BatchGetItem takes 100 keys and may leave some unprocessed (throttling): ask again
+        // for those.
+        while !wanted.is_empty() {
+            let rest = wanted.split_off(wanted.len().min(100));
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::replace(&mut wanted, rest)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                let record = decode(item)?;
+                found.insert(item_key(&record.address()), record);
+            }
+            if let Some(unprocessed) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                wanted.extend(unprocessed.keys().iter().cloned());
+            }
+        }
+        Ok(addresses
+            .iter()
+            .map(|a| found.get(&item_key(a)).cloned())
+            .collect())
+    }
+
+    async fn changes(
+        &self,
+        space: &str,
+        after: Version,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
+        self.query_page(
+            Some(VERSION_INDEX),
+            "pk = :pk AND v > :v",
+            vec![
+                (":pk", AttributeValue::S(space_pk(space))),
+                (":v", AttributeValue::N(after.to_string())),
+            ],
+            page,
+        )
+        .await
+    }
+
+    async fn entities(
+        &self,
+        space: &str,
+        prefix: &str,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
+        self.query_page(
+            None,
+            "pk = :pk AND begins_with(sk, :prefix)",
+            vec![
+                (":pk", AttributeValue::S(space_pk(space))),
+                (
+                    ":prefix",
+                    AttributeValue::S(format!("{ENTITY_PREFIX}{prefix}")),
+                ),
+            ],
+            page,
+        )
+        .await
+    }
+
+    async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {
+        self.query_page(
+            None,
+            "pk = :pk AND begins_with(sk, :prefix)",
+            vec![
+                (":pk", AttributeValue::S(space_pk(space))),
+                (":prefix", AttributeValue::S(COMMIT_LOG_PREFIX.to_owned())),
+            ],
+            page,
+        )
+        .await
+    }
+
+    async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let items = writes
+            .into_iter()
+            .map(|w| self.transact_item(w))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(classify_transaction)?;
+        Ok(())
+    }
+}
+
+impl DynamoStore {
+    fn transact_item(&self, write: Write) -> Result<TransactWriteItem, StoreError> {
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Rejected(e.to_string());
+        match write {
+            Write::Put { record, expect } => {
+                let (condition, names, values) = condition(&record.address(), expect);
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(encode(&record)))
+                    .set_condition_expression(condition)
+                    .set_expression_attribute_names(names)
+                    .set_expression_attribute_values(values)
+                    .build()
+                    .map_err(invalid)?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            }
+            Write::Check { address, expect } => {
+                let (condition, names, values) = condition(&address, expect);
+                let check = ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key_item(&address)))
+                    .condition_expression(condition.unwrap_or_else(|| {
+                        "attribute_exists(pk) OR attribute_not_exists(pk)".into()
+                    }))
+                    .set_expression_attribute_names(names)
+                    .set_expression_attribute_values(values)
+                    .build()
+                    .map_err(invalid)?;
+                Ok(TransactWriteItem::builder().condition_check(check).build())
+            }
+        }
+    }
+}
+
+type Condition = (
+    Option<String>,
+    Option<HashMap<String, String>>,
+    Option<HashMap<String, AttributeValue>>,
+);
+
+fn condition(address: &Address, expect: Expect) -> Condition {
+    match expect {
+        Expect::Any => (None, None, None),
+        Expect::Absent => (Some("attribute_not_exists(pk)".into()), None, None),
+        Expect::Version(v) => {
+            let attribute = match address {
+                Address::Space { .. } => "version",
+                _ => "v",
+            };
+            (
+                Some("#version = :expected".into()),
+                Some(HashMap::from([("#version".into(), attribute.into())])),
+                Some(HashMap::from([(
+                    ":expected".into(),
+                    AttributeValue::N(v.to_string()),
+                )])),
+            )
+        }
+    }
+}
+
+fn key_item(address: &Address) -> Item {
+    let (pk, sk) = item_key(address);
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk)),
+        ("sk".to_owned(), AttributeValue::S(sk)),
+    ])
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn encode(record: &Record) -> Item {
+    let mut item = key_item(&record.address());
+    let mut set = |name: &str, value: AttributeValue| {
+        item.insert(name.to_owned(), value);
+    };
+    match record {
+        Record::Space(m) => {
+            set("version", n(m.version));
+            set("epoch", s(&m.epoch));
+        }
+        Record::Entity(e) => {
+            set("v", n(e.version));
+            match &e.value {
+                Some(value) => set("value", s(value)),
+                None => set("deleted", AttributeValue::Bool(true)),
+            }
+        }
+        Record::Client(c) => {
+            set("v", n(c.version));
+            set("lmid", n(c.lmid));
+            set("group", s(&c.group));
+        }
+        Record::CommitLog(l) => {
+            set("v", n(l.version));
+            let written = l
+                .written
+                .iter()
+                .map(|w| match w {
+                    Written::Entity(k) => AttributeValue::S(format!("{ENTITY_PREFIX}{k}")),
+                    Written::Client(c) => AttributeValue::S(format!("{CLIENT_PREFIX}{c}")),
+                })
+                .collect();
+            set("written", AttributeValue::L(written));
+        }
+        Record::Group(g) => {
+            set("user", s(&g.user));
+            set("space", s(&g.space));
+        }
+    }
+    item
+}
+
+fn decode(item: &Item) -> Result<Record, StoreError> {
+    let bad = |what: &str| StoreError::Rejected(format!("malformed item: {what} in {item:?}"));
+    let text = |name: &str| -> Result<String, StoreError> {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| bad(name))
+    };
+    let number = |name: &str| -> Result<u64, StoreError> {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad(name))
+    };
+    let pk = text("pk")?;
+    let sk = text("sk")?;
+    if let Some(group) = pk.strip_prefix("g/") {
+        return Ok(Record::Group(Group {
+            id: group.to_owned(),
+            user: text("user")?,
+            space: text("space")?,
+        }));
+    }
+    let space = pk.strip_prefix("s/").ok_or_else(|| bad("pk"))?.to_owned();
+    if sk == "meta" {
+        return Ok(Record::Space(SpaceMeta {
+            space,
+            version: number("version")?,
+            epoch: text("epoch")?,
+        }));
+    }
+    if let Some(key) = sk.strip_prefix(ENTITY_PREFIX) {
+        return Ok(Record::Entity(Entity {
+            space,
+            key: key.to_owned(),
+            version: number("v")?,
+            value: item.get("value").and_then(|v| v.as_s().ok()).cloned(),
+        }));
+    }
+    if let Some(id) = sk.strip_prefix(CLIENT_PREFIX) {
+        return Ok(Record::Client(Client {
+            space,
+            id: id.to_owned(),
+            group: text("group")?,
+            version: number("v")?,
+            lmid: number("lmid")?,
+        }));
+    }
+    if let Some(slot) = sk.strip_prefix(COMMIT_LOG_PREFIX) {
+        let written = item
+            .get("written")
+            .and_then(|v| v.as_l().ok())
+            .ok_or_else(|| bad("written"))?
+            .iter()
+            .map(|w| {
+                let w = w.as_s().map_err(|_| bad("written"))?;
+                if let Some(k) = w.strip_prefix(ENTITY_PREFIX) {
+                    Ok(Written::Entity(k.to_owned()))
+                } else if let Some(c) = w.strip_prefix(CLIENT_PREFIX) {
+                    Ok(Written::Client(c.to_owned()))
+                } else {
+                    Err(bad("written"))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        return Ok(Record::CommitLog(CommitLog {
+            space,
+            slot: slot.parse().map_err(|_| bad("slot"))?,
+            version: number("v")?,
+            written,
+        }));
+    }
+    Err(bad("sk"))
+}
+
+fn encode_token(key: &Item) -> PageToken {
+    let plain: serde_json::Map<String, serde_json::Value> = key
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                AttributeValue::N(n) => serde_json::json!({"N": n}),
+                AttributeValue::S(s) => serde_json::json!({"S": s}),
+                _ => serde_json::Value::Null,
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    PageToken(serde_json::Value::Object(plain).to_string())
+}
+
+fn decode_token(token: &PageToken) -> Result<Item, StoreError> {
+    let bad = || StoreError::Rejected(format!("bad page token {:?}", token.0));
+    let plain: HashMap<String, HashMap<String, String>> =
+        serde_json::from_str(&token.0).map_err(|_| bad())?;
+    plain
+        .into_iter()
+        .map(|(k, v)| {
+            let value = match (v.get("S"), v.get("N")) {
+                (Some(s), _) => AttributeValue::S(s.clone()),
+                (_, Some(n)) => AttributeValue::N(n.clone()),
+                _ => return Err(bad()),
+            };
+            Ok((k, value))
+        })
+        .collect()
+}
+
+/// Error codes that mean "not now" rather than "never".
+const TRANSIENT: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+];
+
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
+    match &e {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            let code = err.code().unwrap_or("Unknown");
+            let message = format!("{code}: {}", err.message().unwrap_or_default());
+            if TRANSIENT.contains(&code) {
+                StoreError::Unavailable(message)
+            } else {
+                StoreError::Rejected(message)
+            }
+        }
+        SdkError::ConstructionFailure(_) => StoreError::Rejected(format!("{e:?}")),
+        _ => StoreError::Unavailable(format!("{e:?}")),
+    }
+}
+
+fn classify_transaction(
+    e: SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> StoreError {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    if let SdkError::ServiceError(service) = &e {
+        if let E::TransactionCanceledException(cancelled) = service.err() {
+            {
+                let codes: Vec<&str> = cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .filter_map(|r| r.code())
+                    .filter(|c| *c != "None")
+                    .collect();
+                let message = format!("transaction cancelled: {codes:?}");
+                return if codes
+                    .iter()
+                    .all(|c| matches!(*c, "ConditionalCheckFailed" | "TransactionConflict"))
+                {
+                    StoreError::Conflict(message)
+                } else if codes.iter().any(|c| TRANSIENT.contains(c)) {
+                    StoreError::Unavailable(message)
+                } else {
+                    StoreError::Rejected(message)
+                };
+            }
+        }
+    }
+    classify(e)
+}

@@ -1,0 +1,283 @@
+//! The in-memory store: the embedded default for local runs, and, in adversarial mode, a
+//! model of DynamoDB at its weakest for the model check.
+//!
+//! In adversarial mode a transaction checks its conditions and locks its records atomically,
+//! then makes its records visible one at a time in random order, letting other tasks run in
+//! between; queries and batch reads read one record at a time the same way. While a record is
+//! locked, other transactions touching it fail with a conflict, as DynamoDB's do. The
+//! randomness is seeded, so on a single-threaded runtime a schedule replays exactly.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{
+    item_key, record_bytes, Address, Limits, Page, PageToken, Record, Store, StoreError, Version,
+    Write, COMMIT_LOG_PREFIX, ENTITY_PREFIX,
+};
+
+type ItemKey = (String, String);
+
+/// DynamoDB's page size for a query: 1 MB.
+const DEFAULT_PAGE_BYTES: usize = 1024 * 1024;
+
+/// In-memory implementation of [`Store`].
+pub struct MemoryStore {
+    state: Mutex<State>,
+    adversary: Option<Mutex<fastrand::Rng>>,
+    page_bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    items: BTreeMap<ItemKey, Record>,
+    locked: HashSet<ItemKey>,
+    history: Vec<Vec<Record>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store whose operations are atomic, for local runs.
+    pub fn new() -> Self {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            adversary: None,
+            page_bytes: DEFAULT_PAGE_BYTES,
+        }
+    }
+
+    /// A store that exposes transactions item by item, scheduled by `seed`.
+    pub fn adversarial(seed: u64) -> Self {
+        MemoryStore {
+            adversary: Some(Mutex::new(fastrand::Rng::with_seed(seed))),
+            ..Self::new()
+        }
+    }
+
+    /// Sets the query page size in (estimated) bytes.
+    pub fn with_page_bytes(mut self, page_bytes: usize) -> Self {
+        self.page_bytes = page_bytes.max(1);
+        self
+    }
+
+    /// The records put by every committed transaction, in commit order. For checkers.
+    pub fn history(&self) -> Vec<Vec<Record>> {
+        self.lock().history.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// In adversarial mode, lets other tasks run a random number of times.
+    async fn interleave(&self) {
+        let Some(rng) = &self.adversary else { return };
+        let turns = rng.lock().unwrap_or_else(|e| e.into_inner()).usize(0..3);
+        for _ in 0..turns {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn shuffle<T>(&self, items: &mut [T]) {
+        if let Some(rng) = &self.adversary {
+            rng.lock().unwrap_or_else(|e| e.into_inner()).shuffle(items);
+        }
+    }
+
+    /// Reads the records of a query one at a time: each step takes the first record after
+    /// the cursor, so records committed meanwhile may or may not be seen, as in DynamoDB.
+    async fn query<K: Ord + Clone>(
+        &self,
+        page: Option<PageToken>,
+        order_key: impl Fn(&ItemKey, &Record) -> Option<K>,
+        encode: impl Fn(&K) -> String,
+        decode: impl Fn(&str) -> Option<K>,
+    ) -> Result<Page, StoreError> {
+        let mut cursor = match page {
+            Some(PageToken(t)) => Some(
+                decode(&t).ok_or_else(|| StoreError::Rejected(format!("bad page token {t:?}")))?,
+            ),
+            None => None,
+        };
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        loop {
+            self.interleave().await;
+            let next = {
+                let state = self.lock();
+                state
+                    .items
+                    .iter()
+                    .filter_map(|(k, r)| order_key(k, r).map(|o| (o, r)))
+                    .filter(|(o, _)| cursor.as_ref().is_none_or(|c| o > c))
+                    .min_by(|a, b| a.0.cmp(&b.0))
+                    .map(|(o, r)| (o, r.clone()))
+            };
+            let Some((position, record)) = next else {
+                return Ok(Page {
+                    records,
+                    next: None,
+                });
+            };
+            bytes += record_bytes(&record);
+            records.push(record);
+            cursor = Some(position);
+            if bytes >= self.page_bytes {
+                return Ok(Page {
+                    records,
+                    next: cursor.as_ref().map(|c| PageToken(encode(c))),
+                });
+            }
+        }
+    }
+}
+
+fn in_space<'a>(space: &'a str, prefix: &'a str) -> impl Fn(&ItemKey) -> bool + 'a {
+    let pk = super::space_pk(space);
+    move |(p, s)| *p == pk && s.starts_with(prefix)
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn limits(&self) -> Limits {
+        Limits::DYNAMODB
+    }
+
+    async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
+        let mut out = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            self.interleave().await;
+            out.push(self.lock().items.get(&item_key(address)).cloned());
+        }
+        Ok(out)
+    }
+
+    async fn changes(
+        &self,
+        space: &str,
+        after: Version,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
+        let belongs = in_space(space, "");
+        self.query(
+            page,
+            |k, r| {
+                r.row_version()
+                    .filter(|v| *v > after && belongs(k))
+                    .map(|v| (v, k.1.clone()))
+            },
+            |(v, sk)| format!("{v}/{sk}"),
+            |t| {
+                let (v, sk) = t.split_once('/')?;
+                Some((v.parse().ok()?, sk.to_owned()))
+            },
+        )
+        .await
+    }
+
+    async fn entities(
+        &self,
+        space: &str,
+        prefix: &str,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
+        let full_prefix = format!("{ENTITY_PREFIX}{prefix}");
+        let belongs = in_space(space, &full_prefix);
+        self.query(
+            page,
+            |k, _| belongs(k).then(|| k.1.clone()),
+            String::clone,
+            |t| Some(t.to_owned()),
+        )
+        .await
+    }
+
+    async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {
+        let belongs = in_space(space, COMMIT_LOG_PREFIX);
+        self.query(
+            page,
+            |k, _| belongs(k).then(|| k.1.clone()),
+            String::clone,
+            |t| Some(t.to_owned()),
+        )
+        .await
+    }
+
+    async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut keys: Vec<ItemKey> = writes.iter().map(|w| item_key(&w.address())).collect();
+        let distinct: HashSet<&ItemKey> = keys.iter().collect();
+        if distinct.len() != keys.len() {
+            return Err(StoreError::Rejected(
+                "a transaction touches the same record twice".into(),
+            ));
+        }
+        let limits = self.limits();
+        if writes.len() > limits.max_write_actions {
+            return Err(StoreError::Rejected(format!(
+                "{} actions in one transaction",
+                writes.len()
+            )));
+        }
+        for w in &writes {
+            if let Write::Put { record, .. } = w {
+                if record_bytes(record) > limits.max_record_bytes {
+                    return Err(StoreError::Rejected("record too large".into()));
+                }
+            }
+        }
+        self.interleave().await;
+        {
+            let mut state = self.lock();
+            if let Some(k) = keys.iter().find(|k| state.locked.contains(*k)) {
+                return Err(StoreError::Conflict(format!(
+                    "{k:?} is in another transaction"
+                )));
+            }
+            for (w, k) in writes.iter().zip(&keys) {
+                let expect = match w {
+                    Write::Put { expect, .. } | Write::Check { expect, .. } => expect,
+                };
+                if !expect.holds(state.items.get(k)) {
+                    return Err(StoreError::Conflict(format!(
+                        "condition {expect:?} failed on {k:?}"
+                    )));
+                }
+            }
+            let puts: Vec<Record> = writes
+                .iter()
+                .filter_map(|w| match w {
+                    Write::Put { record, .. } => Some(record.clone()),
+                    Write::Check { .. } => None,
+                })
+                .collect();
+            state.history.push(puts);
+            if self.adversary.is_none() {
+                for w in writes {
+                    if let Write::Put { record, .. } = w {
+                        state.items.insert(item_key(&record.address()), record);
+                    }
+                }
+                return Ok(());
+            }
+            state.locked.extend(keys.iter().cloned());
+        }
+        let mut steps: Vec<(ItemKey, Write)> = keys.drain(..).zip(writes).collect();
+        self.shuffle(&mut steps);
+        for (key, write) in steps {
+            self.interleave().await;
+            let mut state = self.lock();
+            if let Write::Put { record, .. } = write {
+                state.items.insert(key.clone(), record);
+            }
+            state.locked.remove(&key);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,411 @@
+//! The storage trait the engine runs on, and its records.
+//!
+//! The trait is shaped after DynamoDB's primitives so that the DynamoDB implementation is a
+//! direct translation and the in-memory one can reproduce DynamoDB's weakest guarantees:
+//!
+//! - [`Store::get`] is one `BatchGetItem` with `ConsistentRead`: each item is read
+//!   serializably, but the set of items is not a snapshot.
+//! - [`Store::changes`], [`Store::entities`] and [`Store::commit_logs`] are one `Query` page
+//!   each: read-committed only, so they may see part of a transaction.
+//! - [`Store::write`] is one `TransactWriteItems`: all or nothing, every action conditioned.
+//!
+//! Nothing in the engine depends on which implementation it runs on.
+
+pub mod dynamo;
+pub mod memory;
+
+use async_trait::async_trait;
+
+/// A space version: the number of commits the space has had.
+pub type Version = u64;
+
+/// Where a record lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Address {
+    /// The space's version counter.
+    Space {
+        /// Space id.
+        space: String,
+    },
+    /// A Replicache key's value.
+    Entity {
+        /// Space id.
+        space: String,
+        /// Replicache key.
+        key: String,
+    },
+    /// A client's last mutation id.
+    Client {
+        /// Space id.
+        space: String,
+        /// Client id.
+        client: String,
+    },
+    /// One slot of the space's ring of recent commit write sets.
+    CommitLog {
+        /// Space id.
+        space: String,
+        /// Slot number, `version % slots`.
+        slot: u32,
+    },
+    /// A client group's owner and space.
+    Group {
+        /// Client group id.
+        group: String,
+    },
+}
+
+/// The space's version counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpaceMeta {
+    /// Space id.
+    pub space: String,
+    /// Version of the last commit.
+    pub version: Version,
+    /// Random id chosen when the counter was created, so that cookies from a wiped store
+    /// are recognised.
+    pub epoch: String,
+}
+
+/// A Replicache key and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// Space id.
+    pub space: String,
+    /// Replicache key.
+    pub key: String,
+    /// Version of the commit that last wrote it.
+    pub version: Version,
+    /// The value as JSON text; `None` is a tombstone left by a delete.
+    pub value: Option<String>,
+}
+
+/// A client and the last mutation id processed for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// Space id.
+    pub space: String,
+    /// Client id.
+    pub id: String,
+    /// The client group the client belongs to.
+    pub group: String,
+    /// Version of the commit that last wrote it.
+    pub version: Version,
+    /// Last processed mutation id.
+    pub lmid: u64,
+}
+
+/// Something a commit wrote, as its commit log lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Written {
+    /// An entity, by key.
+    Entity(String),
+    /// A client, by id.
+    Client(String),
+}
+
+/// The write set of one recent commit, kept in a ring of slots so that a reader can tell
+/// whether a commit it counts on is fully visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitLog {
+    /// Space id.
+    pub space: String,
+    /// Slot in the ring.
+    pub slot: u32,
+    /// The commit's version.
+    pub version: Version,
+    /// Everything the commit wrote besides the counter and this log.
+    pub written: Vec<Written>,
+}
+
+/// Owner and space of a client group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Client group id.
+    pub id: String,
+    /// The user who first pushed with it.
+    pub user: String,
+    /// The space it first pushed to.
+    pub space: String,
+}
+
+/// Any stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// See [`SpaceMeta`].
+    Space(SpaceMeta),
+    /// See [`Entity`].
+    Entity(Entity),
+    /// See [`Client`].
+    Client(Client),
+    /// See [`CommitLog`].
+    CommitLog(CommitLog),
+    /// See [`Group`].
+    Group(Group),
+}
+
+impl Record {
+    /// The record's address.
+    pub fn address(&self) -> Address {
+        match self {
+            Record::Space(m) => Address::Space {
+                space: m.space.clone(),
+            },
+            Record::Entity(e) => Address::Entity {
+                space: e.space.clone(),
+                key: e.key.clone(),
+            },
+            Record::Client(c) => Address::Client {
+                space: c.space.clone(),
+                client: c.id.clone(),
+            },
+            Record::CommitLog(l) => Address::CommitLog {
+                space: l.space.clone(),
+                slot: l.slot,
+            },
+            Record::Group(g) => Address::Group {
+                group: g.id.clone(),
+            },
+        }
+    }
+
+    /// The version of the commit that wrote it, for records that are versioned (and so
+    /// appear in [`Store::changes`]).
+    pub fn row_version(&self) -> Option<Version> {
+        match self {
+            Record::Entity(e) => Some(e.version),
+            Record::Client(c) => Some(c.version),
+            Record::CommitLog(l) => Some(l.version),
+            Record::Space(_) | Record::Group(_) => None,
+        }
+    }
+
+    /// What an [`Expect::Version`] condition compares: the counter for a space, the
+    /// row version otherwise.
+    pub fn condition_version(&self) -> Option<Version> {
+        match self {
+            Record::Space(m) => Some(m.version),
+            other => other.row_version(),
+        }
+    }
+}
+
+/// A condition on a record's current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No condition.
+    Any,
+    /// The record must not exist.
+    Absent,
+    /// The record must exist at this version ([`Record::condition_version`]).
+    Version(Version),
+}
+
+impl Expect {
+    /// Whether `current` satisfies the condition.
+    pub fn holds(&self, current: Option<&Record>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::Version(v) => current.and_then(Record::condition_version) == Some(*v),
+        }
+    }
+}
+
+/// One action of a transactional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Replace the record at its address, if the condition holds.
+    Put {
+        /// The new record.
+        record: Record,
+        /// Condition on the current one.
+        expect: Expect,
+    },
+    /// Write nothing, but fail the whole transaction unless the condition holds.
+    Check {
+        /// The record checked.
+        address: Address,
+        /// The condition.
+        expect: Expect,
+    },
+}
+
+impl Write {
+    /// The address the action touches.
+    pub fn address(&self) -> Address {
+        match self {
+            Write::Put { record, .. } => record.address(),
+            Write::Check { address, .. } => address.clone(),
+        }
+    }
+}
+
+/// An opaque position to continue a query from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageToken(pub String);
+
+/// One page of a query.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The records, in the query's order.
+    pub records: Vec<Record>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<PageToken>,
+}
+
+/// Sizes a store can hold, which the engine must respect so that a write is never refused
+/// for its size after mutations have run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest Replicache key, in UTF-8 bytes.
+    pub max_key_bytes: usize,
+    /// Largest stored record, counting its key and value, in bytes.
+    pub max_record_bytes: usize,
+    /// Most actions in one [`Store::write`].
+    pub max_write_actions: usize,
+    /// Most bytes in one [`Store::write`].
+    pub max_write_bytes: usize,
+}
+
+impl Limits {
+    /// DynamoDB's limits: sort keys of 1,024 bytes (less the `e/` prefix), transactions of
+    /// 100 actions and 4 MB, and items of 400 KB, of which a versioned record gets half: an
+    /// item projected into the local secondary index counts twice (DynamoDB Local refuses such
+    /// items above 200 KB; we hold DynamoDB to the same).
+    pub const DYNAMODB: Limits = Limits {
+        max_key_bytes: 1024 - 2,
+        max_record_bytes: 200 * 1024,
+        max_write_actions: 100,
+        max_write_bytes: 4 * 1024 * 1024,
+    };
+}
+
+/// Why a store call failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// A write's condition failed or it collided with another transaction: nothing was
+    /// written; re-read and try again.
+    #[error("write conflict: {0}")]
+    Conflict(String),
+    /// The store is unreachable, throttling or failing for now; try again later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused the request itself; retrying will not help.
+    #[error("store rejected the request: {0}")]
+    Rejected(String),
+}
+
+/// The storage the engine runs on. See the module documentation for the guarantees.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The sizes this store holds.
+    fn limits(&self) -> Limits;
+
+    /// Reads records by address, each strongly consistent; one request.
+    async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError>;
+
+    /// One page of the space's versioned records (entities, clients, commit logs) with a
+    /// version above `after`, in version order; strongly consistent but read-committed.
+    async fn changes(
+        &self,
+        space: &str,
+        after: Version,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError>;
+
+    /// One page of the space's entities whose key starts with `prefix`, in key order;
+    /// strongly consistent but read-committed.
+    async fn entities(
+        &self,
+        space: &str,
+        prefix: &str,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError>;
+
+    /// One page of the space's commit log slots; strongly consistent but read-committed.
+    async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError>;
+
+    /// Applies every action or none; fails with [`StoreError::Conflict`] when a condition
+    /// fails or another transaction holds one of the records.
+    async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+}
+
+/// Partition and sort key of an address. Both implementations use this layout, so the
+/// in-memory store orders records exactly as DynamoDB does (by UTF-8 bytes).
+pub fn item_key(address: &Address) -> (String, String) {
+    match address {
+        Address::Space { space } => (space_pk(space), "meta".to_owned()),
+        Address::Entity { space, key } => (space_pk(space), format!("{ENTITY_PREFIX}{key}")),
+        Address::Client { space, client } => (space_pk(space), format!("{CLIENT_PREFIX}{client}")),
+        Address::CommitLog { space, slot } => {
+            (space_pk(space), format!("{COMMIT_LOG_PREFIX}{slot:05}"))
+        }
+        Address::Group { group } => (format!("g/{group}"), "group".to_owned()),
+    }
+}
+
+/// Partition key of a space.
+pub fn space_pk(space: &str) -> String {
+    format!("s/{space}")
+}
+
+/// Sort key prefix of entities.
+pub const ENTITY_PREFIX: &str = "e/";
+/// Sort key prefix of clients.
+pub const CLIENT_PREFIX: &str = "c/";
+/// Sort key prefix of commit log slots.
+pub const COMMIT_LOG_PREFIX: &str = "log/";
+
+/// Reads every page of a query.
+pub async fn all_pages<'a, F, Fut>(mut query: F) -> Result<Vec<Record>, StoreError>
+where
+    F: FnMut(Option<PageToken>) -> Fut + 'a,
+    Fut: std::future::Future<Output = Result<Page, StoreError>> + 'a,
+{
+    let mut records = Vec::new();
+    let mut token = None;
+    loop {
+        let page = query(token).await?;
+        records.extend(page.records);
+        match page.next {
+            Some(next) => token = Some(next),
+            None => return Ok(records),
+        }
+    }
+}
+
+/// A conservative estimate of a record's stored size in bytes (attribute names and values,
+/// numbers counted at their largest), used to keep records and writes within [`Limits`].
+pub fn record_bytes(record: &Record) -> usize {
+    const NUMBER: usize = 21;
+    let (pk, sk) = item_key(&record.address());
+    let keys = "pk".len() + pk.len() + "sk".len() + sk.len();
+    keys + match record {
+        Record::Space(m) => "version".len() + NUMBER + "epoch".len() + m.epoch.len(),
+        Record::Entity(e) => {
+            "v".len()
+                + NUMBER
+                + "value".len()
+                + e.value.as_ref().map_or(0, String::len)
+                + "deleted".len()
+                + 1
+        }
+        Record::Client(c) => {
+            "v".len() + NUMBER + "lmid".len() + NUMBER + "group".len() + c.group.len()
+        }
+        Record::CommitLog(l) => {
+            "v".len()
+                + NUMBER
+                + "written".len()
+                + l.written
+                    .iter()
+                    .map(|w| match w {
+                        Written::Entity(k) => k.len() + ENTITY_PREFIX.len() + 3,
+                        Written::Client(c) => c.len() + CLIENT_PREFIX.len() + 3,
+                    })
+                    .sum::<usize>()
+        }
+        Record::Group(g) => "user".len() + g.user.len() + "space".len() + g.space.len(),
+    }
+}

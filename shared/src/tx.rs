@@ -1,0 +1,270 @@
+//! The transaction handle mutators read and write through.
+//!
+//! Writes go to an overlay that is committed at the end of the push; reads see the overlay
+//! first and then the store, strongly consistent, and every key read from the store is
+//! remembered with the version it had, so that the commit can be conditioned on it being
+//! unchanged (no lost update, even when a read saw only part of another commit).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use crate::mutators::MutationError;
+use crate::store::{
+    all_pages, record_bytes, Address, CommitLog, Entity, Limits, Record, Store, Version, Written,
+};
+
+/// A mutation's view of a space: get, put, del and scan by prefix.
+pub struct Tx<'a> {
+    store: &'a dyn Store,
+    space: &'a str,
+    version: Version,
+    commit_log_slots: u32,
+    limits: Limits,
+    /// Writes of mutations already accepted in this push.
+    writes: BTreeMap<String, Option<String>>,
+    /// Writes of the mutation running now.
+    pending: BTreeMap<String, Option<String>>,
+    /// Keys read from the store, with the version seen (`None`: absent).
+    reads: BTreeMap<String, Option<Version>>,
+    /// Reads of the mutation running now that were not read before.
+    pending_reads: BTreeMap<String, Option<Version>>,
+    /// Values read from the store, by key.
+    cache: HashMap<String, Option<String>>,
+    /// The space's commit logs, read on the first scan.
+    logs: Option<Vec<CommitLog>>,
+}
+
+impl<'a> Tx<'a> {
+    /// A transaction over `space` as of `version`.
+    pub(crate) fn new(
+        store: &'a dyn Store,
+        space: &'a str,
+        version: Version,
+        commit_log_slots: u32,
+    ) -> Self {
+        Tx {
+            store,
+            space,
+            version,
+            commit_log_slots,
+            limits: store.limits(),
+            writes: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            pending_reads: BTreeMap::new(),
+            cache: HashMap::new(),
+            logs: None,
+        }
+    }
+
+    /// The value of `key`, or `None` if it does not exist.
+    pub async fn get(&mut self, key: &str) -> Result<Option<Value>, MutationError> {
+        self.check_key(key)?;
+        if let Some(v) = self.pending.get(key).or_else(|| self.writes.get(key)) {
+            return Ok(parse(v.as_deref()));
+        }
+        if let Some(v) = self.cache.get(key) {
+            return Ok(parse(v.as_deref()));
+        }
+        let address = Address::Entity {
+            space: self.space.to_owned(),
+            key: key.to_owned(),
+        };
+        let got = self.store.get(std::slice::from_ref(&address)).await?;
+        let entity = match got.into_iter().next().flatten() {
+            Some(Record::Entity(e)) => Some(e),
+            _ => None,
+        };
+        self.remember(key, entity.as_ref())?;
+        let value = entity.and_then(|e| e.value);
+        let parsed = parse(value.as_deref());
+        self.cache.insert(key.to_owned(), value);
+        Ok(parsed)
+    }
+
+    /// Whether `key` exists.
+    pub async fn has(&mut self, key: &str) -> Result<bool, MutationError> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    /// Sets `key` to `value`. A key or value too large to store is a permanent error.
+    pub fn put(&mut self, key: &str, value: &Value) -> Result<(), MutationError> {
+        self.check_key(key)?;
+        let text = value.to_string();
+        let record = Record::Entity(Entity {
+            space: self.space.to_owned(),
+            key: key.to_owned(),
+            version: self.version + 1,
+            value: Some(text),
+        });
+        let size = record_bytes(&record);
+        if size > self.limits.max_record_bytes {
+            return Err(MutationError::Invalid(format!(
+                "the value of {key:?} takes {size} bytes stored; at most {} fit",
+                self.limits.max_record_bytes
+            )));
+        }
+        let Record::Entity(Entity { value, .. }) = record else {
+            unreachable!()
+        };
+        self.pending.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Deletes `key` (leaving a tombstone, so that pulls can report the deletion).
+    pub fn del(&mut self, key: &str) -> Result<(), MutationError> {
+        self.check_key(key)?;
+        self.pending.insert(key.to_owned(), None);
+        Ok(())
+    }
+
+    /// Every existing key starting with `prefix` and its value, in key order.
+    pub async fn scan(&mut self, prefix: &str) -> Result<Vec<(String, Value)>, MutationError> {
+        let (store, space) = (self.store, self.space);
+        let records = all_pages(|page| store.entities(space, prefix, page)).await?;
+        let logs = self.commit_logs().await?.to_vec();
+        let mut seen: BTreeMap<String, Entity> = BTreeMap::new();
+        for record in records {
+            if let Record::Entity(e) = record {
+                if e.version > self.version {
+                    return Err(MutationError::Retry(format!(
+                        "scan saw {:?} at version {} above {}",
+                        e.key, e.version, self.version
+                    )));
+                }
+                seen.insert(e.key.clone(), e);
+            }
+        }
+        // A scan is read-committed: a key written by a recent commit may not be visible yet
+        // (a phantom). Commit logs list what each recent commit wrote; every such key under
+        // the prefix must have been seen at least at that commit's version.
+        for log in &logs {
+            for written in &log.written {
+                if let Written::Entity(k) = written {
+                    if k.starts_with(prefix) && seen.get(k).is_none_or(|e| e.version < log.version)
+                    {
+                        return Err(MutationError::Retry(format!(
+                            "commit {} is not yet visible to a scan of {prefix:?}",
+                            log.version
+                        )));
+                    }
+                }
+            }
+        }
+        for entity in seen.values() {
+            self.remember(&entity.key, Some(entity))?;
+            self.cache.insert(entity.key.clone(), entity.value.clone());
+        }
+        let mut view: BTreeMap<String, Option<String>> =
+            seen.into_iter().map(|(k, e)| (k, e.value)).collect();
+        for (k, v) in self.writes.iter().chain(self.pending.iter()) {
+            if k.starts_with(prefix) {
+                view.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(view
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, parse(Some(&v)).unwrap_or(Value::Null))))
+            .collect())
+    }
+
+    /// The commit logs of the commits at or below this transaction's version that a reader
+    /// cannot yet assume visible, after checking that each of them is itself visible.
+    async fn commit_logs(&mut self) -> Result<&[CommitLog], MutationError> {
+        if self.logs.is_none() {
+            let (store, space) = (self.store, self.space);
+            let records = all_pages(|page| store.commit_logs(space, page)).await?;
+            let logs: Vec<CommitLog> = records
+                .into_iter()
+                .filter_map(|r| match r {
+                    Record::CommitLog(l) => Some(l),
+                    _ => None,
+                })
+                .collect();
+            let recent =
+                crate::engine::recent_commits(&logs, 0, self.version, self.commit_log_slots)
+                    .map_err(MutationError::Retry)?;
+            self.logs = Some(recent.into_iter().cloned().collect());
+        }
+        Ok(self.logs.as_deref().unwrap_or_default())
+    }
+
+    fn remember(&mut self, key: &str, entity: Option<&Entity>) -> Result<(), MutationError> {
+        let version = entity.map(|e| e.version);
+        match self.reads.get(key).or_else(|| self.pending_reads.get(key)) {
+            Some(before) if *before != version => Err(MutationError::Retry(format!(
+                "{key:?} changed between two reads"
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                self.pending_reads.insert(key.to_owned(), version);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), MutationError> {
+        if key.len() > self.limits.max_key_bytes {
+            return Err(MutationError::Invalid(format!(
+                "key of {} bytes; keys hold at most {} bytes",
+                key.len(),
+                self.limits.max_key_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Accepts the running mutation's reads and writes.
+    pub(crate) fn keep(&mut self) {
+        self.writes.append(&mut self.pending);
+        self.reads.append(&mut self.pending_reads);
+    }
+
+    /// Drops the running mutation's writes but keeps its reads: its outcome (an error)
+    /// still depended on what it read.
+    pub(crate) fn discard_writes(&mut self) {
+        self.pending.clear();
+        self.reads.append(&mut self.pending_reads);
+    }
+
+    /// Forgets the running mutation entirely, as if it had not run.
+    pub(crate) fn forget(&mut self) {
+        self.pending.clear();
+        self.pending_reads.clear();
+    }
+
+    /// Distinct entities the transaction would touch, running mutation included.
+    pub(crate) fn touched(&self) -> usize {
+        let mut keys: std::collections::BTreeSet<&String> = self.writes.keys().collect();
+        keys.extend(self.pending.keys());
+        keys.extend(self.reads.keys());
+        keys.extend(self.pending_reads.keys());
+        keys.len()
+    }
+
+    /// Estimated bytes the entity writes take, running mutation included.
+    pub(crate) fn write_bytes(&self) -> usize {
+        let entity_overhead = 64 + self.space.len();
+        self.writes
+            .iter()
+            .chain(self.pending.iter())
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len) + entity_overhead)
+            .sum()
+    }
+
+    /// The accepted writes and reads, for the commit.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        BTreeMap<String, Option<String>>,
+        BTreeMap<String, Option<Version>>,
+    ) {
+        (self.writes, self.reads)
+    }
+}
+
+fn parse(text: Option<&str>) -> Option<Value> {
+    text.map(|t| serde_json::from_str(t).unwrap_or(Value::Null))
+}

@@ -1,0 +1,30 @@
+//! Test support: DynamoDB Local, a round-trip counting store, and protocol helpers.
+
+pub mod app;
+pub mod client;
+pub mod counting;
+pub mod dynamodb_local;
+
+use std::sync::Arc;
+
+use replicache_dynamodb::store::memory::MemoryStore;
+use replicache_dynamodb::store::Store;
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The in-memory store (atomic mode).
+    Memory,
+    /// A fresh table in DynamoDB Local.
+    DynamoDb,
+}
+
+impl Backend {
+    /// A new, empty store of this kind.
+    pub async fn store(self) -> Arc<dyn Store> {
+        match self {
+            Backend::Memory => Arc::new(MemoryStore::new()),
+            Backend::DynamoDb => Arc::new(dynamodb_local::fresh_table().await),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The protocol rules, each checked against the in-memory store and DynamoDB Local.
+
+use integration_tests::client::{
+    caller, create, mutation, order, pull, pull_ok, push_ok, push_request, View,
+};
+use replicache_dynamodb::protocol::{PatchOp, ProtocolError, Reply};
+use replicache_dynamodb::EngineError;
+use serde_json::{json, Value};
+
+use crate::{fresh, on_both_stores};
+
+fn puts(patch: &[PatchOp]) -> Vec<&str> {
+    patch
+        .iter()
+        .filter_map(|op| match op {
+            PatchOp::Put { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dels(patch: &[PatchOp]) -> Vec<&str> {
+    patch
+        .iter()
+        .filter_map(|op| match op {
+            PatchOp::Del { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+on_both_stores! {
+    async fn push_then_pull_returns_data_lmids_and_a_new_cookie(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1), create("c1", 2, "b", 2)]).await;
+        let r = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert_eq!(r.patch[0], PatchOp::Clear);
+        assert_eq!(puts(&r.patch), ["message/a", "message/b"]);
+        assert_eq!(
+            r.patch[1],
+            PatchOp::Put {
+                key: "message/a".into(),
+                value: json!({"from": "Jane", "content": "hello a", "order": 1})
+            }
+        );
+        assert_eq!(r.last_mutation_id_changes.get("c1"), Some(&2));
+        assert!(order(&r.cookie) > order(&Value::Null));
+    }
+
+    async fn a_pull_at_the_current_cookie_changes_nothing(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
+        let first = pull_ok(&e, &me, "g1", Value::Null).await;
+        let again = pull_ok(&e, &me, "g1", first.cookie.clone()).await;
+        assert_eq!(again.cookie, first.cookie);
+        assert!(again.patch.is_empty());
+        assert!(again.last_mutation_id_changes.is_empty());
+    }
+
+    async fn an_empty_space_answers_clear_and_a_cookie(backend) {
+        let e = fresh(backend).await;
+        let r = pull_ok(&e, &caller("alice", "empty"), "g1", Value::Null).await;
+        assert_eq!(r.patch, vec![PatchOp::Clear]);
+        assert!(r.last_mutation_id_changes.is_empty());
+        assert!(order(&r.cookie) > order(&Value::Null));
+    }
+
+    async fn incremental_pulls_carry_only_changes_and_deletions(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1), create("c1", 2, "b", 2)]).await;
+        let first = pull_ok(&e, &me, "g1", Value::Null).await;
+        push_ok(&e, &me, "g1", vec![
+            mutation("c1", 3, "deleteMessage", json!({"id": "a"})),
+            create("c1", 4, "c", 3),
+        ]).await;
+        let next = pull_ok(&e, &me, "g1", first.cookie.clone()).await;
+        assert!(!next.patch.contains(&PatchOp::Clear));
+        assert_eq!(puts(&next.patch), ["message/c"]);
+        assert_eq!(dels(&next.patch), ["message/a"]);
+        assert_eq!(next.last_mutation_id_changes.get("c1"), Some(&4));
+        assert!(order(&next.cookie) > order(&first.cookie));
+        // A full pull leaves tombstones out.
+        let full = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert!(dels(&full.patch).is_empty());
+        assert_eq!(puts(&full.patch), ["message/b", "message/c"]);
+    }
+
+    async fn resent_mutations_are_skipped(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        let batch = vec![mutation("c1", 1, "incr", json!({"key": "n", "by": 5}))];
+        push_ok(&e, &me, "g1", batch.clone()).await;
+        let first = pull_ok(&e, &me, "g1", Value::Null).await;
+        push_ok(&e, &me, "g1", batch).await;
+        let again = pull_ok(&e, &me, "g1", first.cookie.clone()).await;
+        assert_eq!(again.cookie, first.cookie, "a skipped push must not commit");
+        let full = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert!(full.patch.contains(&PatchOp::Put { key: "n".into(), value: json!(5) }));
+    }
+
+    async fn an_unknown_client_starting_above_one_gets_client_state_not_found(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        let r = e.push(&me, &push_request("g1", vec![create("c1", 3, "a", 1)])).await;
+        assert_eq!(r, Ok(Reply::Error(ProtocolError::ClientStateNotFound)));
+        let view = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert!(puts(&view.patch).is_empty(), "nothing of that push may be applied");
+    }
+
+    async fn a_gap_in_a_known_clients_ids_gets_client_state_not_found(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
+        let r = e.push(&me, &push_request("g1", vec![create("c1", 3, "c", 3)])).await;
+        assert_eq!(r, Ok(Reply::Error(ProtocolError::ClientStateNotFound)));
+    }
+
+    async fn permanent_errors_advance_the_lmid_without_effects(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![
+            mutation("c1", 1, "noSuchMutator", json!({})),
+            mutation("c1", 2, "createMessage", json!({"id": "x", "from": "J"})),
+            mutation("c1", 3, "fail", json!({})),
+            create("c1", 4, "ok", 1),
+        ]).await;
+        let r = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert_eq!(r.last_mutation_id_changes.get("c1"), Some(&4));
+        assert_eq!(puts(&r.patch), ["message/ok"]);
+    }
+
+    async fn mutations_of_several_clients_apply_in_push_order(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![
+            mutation("c1", 1, "put", json!({"key": "k", "value": "first"})),
+            mutation("c2", 1, "put", json!({"key": "k", "value": "second"})),
+            mutation("c1", 2, "incr", json!({"key": "n", "by": 1})),
+            mutation("c2", 2, "incr", json!({"key": "n", "by": 10})),
+        ]).await;
+        let r = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert!(r.patch.contains(&PatchOp::Put { key: "k".into(), value: json!("second") }));
+        assert!(r.patch.contains(&PatchOp::Put { key: "n".into(), value: json!(11) }));
+        assert_eq!(r.last_mutation_id_changes.get("c1"), Some(&2));
+        assert_eq!(r.last_mutation_id_changes.get("c2"), Some(&2));
+    }
+
+    async fn lmids_are_reported_only_to_their_own_group(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
+        let mine = pull_ok(&e, &me, "g1", Value::Null).await;
+        push_ok(&e, &me, "g2", vec![create("c2", 1, "b", 2)]).await;
+        let next = pull_ok(&e, &me, "g1", mine.cookie.clone()).await;
+        assert!(order(&next.cookie) > order(&mine.cookie));
+        assert_eq!(puts(&next.patch), ["message/b"]);
+        assert!(next.last_mutation_id_changes.is_empty());
+    }
+
+    async fn a_forked_group_pulls_normally_from_its_parents_cookie(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
+        let parent = pull_ok(&e, &me, "g1", Value::Null).await;
+        push_ok(&e, &me, "g1", vec![create("c1", 2, "b", 2)]).await;
+        let fork = pull_ok(&e, &me, "new-group", parent.cookie.clone()).await;
+        assert!(!fork.patch.contains(&PatchOp::Clear));
+        assert_eq!(puts(&fork.patch), ["message/b"]);
+        assert!(fork.last_mutation_id_changes.is_empty());
+    }
+
+    async fn a_cookie_newer_than_the_server_resets_the_client_with_a_greater_cookie(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
+        let future = json!({"order": 500, "version": 500, "epoch": "whatever"});
+        let r = pull_ok(&e, &me, "g1", future.clone()).await;
+        assert_eq!(r.patch[0], PatchOp::Clear);
+        assert_eq!(puts(&r.patch), ["message/a"]);
+        assert!(order(&r.cookie) > 500.0);
+        // Later pulls from the reset cookie are incremental and keep growing.
+        push_ok(&e, &me, "g1", vec![create("c1", 2, "b", 2)]).await;
+        let next = pull_ok(&e, &me, "g1", r.cookie.clone()).await;
+        assert_eq!(puts(&next.patch), ["message/b"]);
+        assert!(order(&next.cookie) > order(&r.cookie));
+        // So are plain numbers another server may have issued.
+        let numeric = pull_ok(&e, &me, "g1", json!(41)).await;
+        assert_eq!(numeric.patch[0], PatchOp::Clear);
+        assert!(order(&numeric.cookie) > 41.0);
+    }
+
+    async fn a_cookie_from_another_epoch_resets_the_client(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
+        let stale = json!({"order": 1, "version": 1, "epoch": "a-wiped-store"});
+        let r = pull_ok(&e, &me, "g1", stale).await;
+        assert_eq!(r.patch[0], PatchOp::Clear);
+        assert!(order(&r.cookie) > 1.0);
+    }
+
+    async fn a_group_belongs_to_its_first_user_and_space(backend) {
+        let e = fresh(backend).await;
+        let alice = caller("alice", "room");
+        push_ok(&e, &alice, "g1", vec![create("c1", 1, "a", 1)]).await;
+        let mallory = caller("mallory", "room");
+        let r = e.push(&mallory, &push_request("g1", vec![create("c1", 2, "x", 2)])).await;
+        assert!(matches!(r, Err(EngineError::Unauthorized(_))), "{r:?}");
+        let r = pull(&e, &mallory, "g1", Value::Null).await;
+        assert!(matches!(r, Err(EngineError::Unauthorized(_))), "{r:?}");
+        let elsewhere = caller("alice", "other-room");
+        let r = e.push(&elsewhere, &push_request("g1", vec![create("c1", 2, "x", 2)])).await;
+        assert!(matches!(r, Err(EngineError::Unauthorized(_))), "{r:?}");
+        let r = pull(&e, &elsewhere, "g1", Value::Null).await;
+        assert!(matches!(r, Err(EngineError::Unauthorized(_))), "{r:?}");
+        let view = pull_ok(&e, &alice, "g1", Value::Null).await;
+        assert_eq!(view.last_mutation_id_changes.get("c1"), Some(&1), "nothing applied");
+    }
+
+    async fn a_client_belongs_to_one_group(backend) {
+        let e = fresh(backend).await;
+        let alice = caller("alice", "room");
+        push_ok(&e, &alice, "g1", vec![create("c1", 1, "a", 1)]).await;
+        let r = e.push(&alice, &push_request("g2", vec![create("c1", 2, "x", 2)])).await;
+        assert!(matches!(r, Err(EngineError::Unauthorized(_))), "{r:?}");
+    }
+
+    async fn legacy_and_unknown_versions_are_refused_with_status_200_errors(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        let mut push = push_request("g1", vec![create("c1", 1, "a", 1)]);
+        push.push_version = 0;
+        assert_eq!(
+            e.push(&me, &push).await,
+            Ok(Reply::Error(ProtocolError::VersionNotSupported {
+                version_type: replicache_dynamodb::protocol::VersionType::Push
+            }))
+        );
+        let mut req = integration_tests::client::pull_request("g1", Value::Null);
+        req.pull_version = 0;
+        assert!(matches!(
+            e.pull(&me, &req).await,
+            Ok(Reply::Error(ProtocolError::VersionNotSupported { .. }))
+        ));
+    }
+
+    async fn a_push_larger_than_one_transaction_commits_in_parts(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        let mutations = (1..=230).map(|i| create("c1", i, &format!("m{i:03}"), i)).collect();
+        push_ok(&e, &me, "g1", mutations).await;
+        let mut view = View::default();
+        view.sync(&e, &me, "g1").await;
+        assert_eq!(view.lmids.get("c1"), Some(&230));
+        assert_eq!(view.data.len(), 230);
+    }
+
+    async fn scans_see_committed_and_pending_writes(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1), create("c1", 2, "b", 2)]).await;
+        push_ok(&e, &me, "g1", vec![
+            mutation("c1", 3, "deleteMessage", json!({"id": "a"})),
+            create("c1", 4, "c", 3),
+            create("c1", 5, "d", 4),
+            mutation("c1", 6, "count", json!({"prefix": "message/", "into": "stats/messages"})),
+        ]).await;
+        let mut view = View::default();
+        view.sync(&e, &me, "g1").await;
+        assert_eq!(view.data.get("stats/messages"), Some(&json!(3)));
+    }
+
+    async fn keys_and_values_too_large_to_store_are_permanent_errors(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        let long_key = "k".repeat(2000);
+        let big_value = "x".repeat(250 * 1024);
+        push_ok(&e, &me, "g1", vec![
+            mutation("c1", 1, "put", json!({"key": long_key, "value": 1})),
+            mutation("c1", 2, "put", json!({"key": "big", "value": big_value})),
+            mutation("c1", 3, "put", json!({"key": "fine", "value": "x".repeat(150 * 1024)})),
+        ]).await;
+        let mut view = View::default();
+        view.sync(&e, &me, "g1").await;
+        assert_eq!(view.lmids.get("c1"), Some(&3));
+        assert_eq!(view.data.keys().collect::<Vec<_>>(), ["fine"]);
+    }
+
+    async fn pulls_spanning_several_pages_are_complete(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        // About 2.5 MB: three 1 MB query pages.
+        let value = "v".repeat(100 * 1024);
+        let mutations = (1..=25)
+            .map(|i| mutation("c1", i, "put", json!({"key": format!("big/{i:02}"), "value": value})))
+            .collect();
+        push_ok(&e, &me, "g1", mutations).await;
+        let mut view = View::default();
+        view.sync(&e, &me, "g1").await;
+        assert_eq!(view.data.len(), 25);
+        assert_eq!(view.lmids.get("c1"), Some(&25));
+    }
+}
