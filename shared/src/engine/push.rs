@@ -1,7 +1,7 @@
 //! Push: run the mutations in order against an overlay, then commit once, conditioned on
 //! the space version, the clients' lmids and every key the mutators read.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use tracing::{debug, info, warn};
 
@@ -105,7 +105,7 @@ impl Engine {
             }
             _ => false,
         };
-        let mut clients: HashMap<&str, ClientState> = HashMap::new();
+        let mut clients: BTreeMap<&str, ClientState> = BTreeMap::new();
         for (id, record) in client_ids.iter().zip(got) {
             let state = match record {
                 Some(Record::Client(c)) => {
