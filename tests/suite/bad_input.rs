@@ -1,1 +1,375 @@
-//! todo
+//! Bad input through the HTTP layer: a clear error with the right status, and nothing lost.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use integration_tests::app;
+use replicache_dynamodb::auth::AuthMode;
+use replicache_dynamodb::http_api::{Api, ApiRequest, Operation};
+use replicache_dynamodb::store::memory::MemoryStore;
+use replicache_dynamodb::{Engine, EngineConfig};
+use serde_json::{json, Value};
+
+fn api_with(config: EngineConfig, max_body_bytes: usize) -> Api {
+    let engine = Engine::new(Arc::new(MemoryStore::new()), app::mutators(), config);
+    Api::new(engine, AuthMode::Header, max_body_bytes)
+}
+
+fn api() -> Api {
+    api_with(EngineConfig::default(), 5 * 1024 * 1024)
+}
+
+async fn call(
+    api: &Api,
+    op: Operation,
+    user: &str,
+    body: impl Into<Vec<u8>>,
+) -> (StatusCode, Value) {
+    call_with(api, op, &Method::POST, Some("spaceID=room"), user, body).await
+}
+
+async fn call_with(
+    api: &Api,
+    op: Operation,
+    method: &Method,
+    query: Option<&str>,
+    user: &str,
+    body: impl Into<Vec<u8>>,
+) -> (StatusCode, Value) {
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_str(user).unwrap());
+    let body = body.into();
+    let response = api
+        .handle(
+            op,
+            ApiRequest {
+                method,
+                query,
+                headers: &headers,
+                body: &body,
+                jwt_sub: None,
+                request_id: None,
+            },
+        )
+        .await;
+    let status = response.status();
+    let text = response.into_body();
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).expect("JSON body")
+    };
+    (status, value)
+}
+
+fn push_body(group: &str, mutations: Value) -> String {
+    json!({"pushVersion": 1, "schemaVersion": "v1", "profileID": "p", "clientGroupID": group, "mutations": mutations}).to_string()
+}
+
+fn pull_body(group: &str, cookie: Value) -> String {
+    json!({"pullVersion": 1, "schemaVersion": "v1", "profileID": "p", "clientGroupID": group, "cookie": cookie}).to_string()
+}
+
+fn m(client: &str, id: u64, name: &str, args: Value) -> Value {
+    json!({"clientID": client, "id": id, "name": name, "args": args, "timestamp": 1.5})
+}
+
+/// The group's full view: (lmid of `client`, keys).
+async fn view(api: &Api, group: &str, client: &str) -> (Option<u64>, Vec<String>) {
+    let (status, r) = call(api, Operation::Pull, "alice", pull_body(group, Value::Null)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let keys = r["patch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|op| op["key"].as_str().map(str::to_owned))
+        .collect();
+    (r["lastMutationIDChanges"][client].as_u64(), keys)
+}
+
+fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_error: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"], want_error, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "a message says what was wrong: {body}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let (status, body) = call(&api(), Operation::Push, "alice", "{\"pushVersion\": 1,").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "InvalidJSON");
+}
+
+#[tokio::test]
+async fn wrong_field_types_are_400() {
+    let body = json!({"pushVersion": "1", "clientGroupID": "g", "mutations": []}).to_string();
+    let (status, r) = call(&api(), Operation::Push, "alice", body).await;
+    assert_error(status, &r, StatusCode::BAD_REQUEST, "InvalidRequest");
+    let body = json!({"pullVersion": 1, "clientGroupID": 7, "cookie": null}).to_string();
+    let (status, r) = call(&api(), Operation::Pull, "alice", body).await;
+    assert_error(status, &r, StatusCode::BAD_REQUEST, "InvalidRequest");
+}
+
+#[tokio::test]
+async fn missing_fields_are_400() {
+    let body = json!({"pushVersion": 1, "mutations": []}).to_string();
+    let (status, r) = call(&api(), Operation::Push, "alice", body).await;
+    assert_error(status, &r, StatusCode::BAD_REQUEST, "InvalidRequest");
+    assert!(
+        r["message"].as_str().unwrap().contains("clientGroupID"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_and_nothing_is_applied() {
+    let api = api_with(EngineConfig::default(), 1024);
+    let body = push_body(
+        "g1",
+        json!([m(
+            "c1",
+            1,
+            "put",
+            json!({"key": "k", "value": "x".repeat(2000)})
+        )]),
+    );
+    let (status, r) = call(&api, Operation::Push, "alice", body).await;
+    assert_error(status, &r, StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge");
+    assert_eq!(view(&api, "g1", "c1").await, (None, vec![]));
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_and_preflight_is_answered() {
+    let api = api();
+    let (status, r) = call_with(&api, Operation::Pull, &Method::GET, None, "alice", "").await;
+    assert_error(
+        status,
+        &r,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+    );
+    let (status, _) = call_with(&api, Operation::Pull, &Method::OPTIONS, None, "", "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn an_invalid_space_id_is_400() {
+    let (status, r) = call_with(
+        &api(),
+        Operation::Pull,
+        &Method::POST,
+        Some("spaceID="),
+        "alice",
+        pull_body("g", Value::Null),
+    )
+    .await;
+    assert_error(status, &r, StatusCode::BAD_REQUEST, "InvalidRequest");
+}
+
+#[tokio::test]
+async fn an_unknown_mutator_is_skipped_and_its_lmid_advances() {
+    let api = api();
+    let body = push_body(
+        "g1",
+        json!([
+            m("c1", 1, "launchRockets", json!({})),
+            m("c1", 2, "put", json!({"key": "after", "value": 1}))
+        ]),
+    );
+    let (status, r) = call(&api, Operation::Push, "alice", body).await;
+    assert_eq!((status, r), (StatusCode::OK, json!({})));
+    assert_eq!(
+        view(&api, "g1", "c1").await,
+        (Some(2), vec!["after".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn invalid_mutator_arguments_are_skipped_and_their_lmids_advance() {
+    let api = api();
+    let valid = json!({"id": "ok", "from": "Jane", "content": "hi", "order": 1});
+    let invalid = [
+        json!({"from": "Jane", "content": "hi", "order": 1}),
+        json!({"id": 5, "from": "Jane", "content": "hi", "order": 1}),
+        json!({"id": "", "from": "Jane", "content": "hi", "order": 1}),
+        json!({"id": "a", "from": "J".repeat(101), "content": "hi", "order": 1}),
+        json!({"id": "a", "from": "Jane", "content": "c".repeat(10_001), "order": 1}),
+        json!({"id": "a", "from": "Jane", "content": "hi", "order": -1}),
+        json!({"id": "a", "from": "Jane", "content": "hi", "order": 1.5}),
+        json!("not an object"),
+    ];
+    let mut mutations: Vec<Value> = invalid
+        .iter()
+        .enumerate()
+        .map(|(i, a)| m("c1", i as u64 + 1, "createMessage", a.clone()))
+        .collect();
+    let n = mutations.len() as u64;
+    mutations.push(m("c1", n + 1, "deleteMessage", json!({"id": ""})));
+    mutations.push(m("c1", n + 2, "createMessage", valid));
+    let (status, _) = call(
+        &api,
+        Operation::Push,
+        "alice",
+        push_body("g1", json!(mutations)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        view(&api, "g1", "c1").await,
+        (Some(n + 2), vec!["message/ok".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_client_group_is_401() {
+    let api = api();
+    let (status, _) = call(
+        &api,
+        Operation::Push,
+        "alice",
+        push_body(
+            "g1",
+            json!([m("c1", 1, "put", json!({"key": "k", "value": 1}))]),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, r) = call(
+        &api,
+        Operation::Push,
+        "mallory",
+        push_body(
+            "g1",
+            json!([m("c1", 2, "put", json!({"key": "k", "value": 666}))]),
+        ),
+    )
+    .await;
+    assert_error(status, &r, StatusCode::UNAUTHORIZED, "Unauthorized");
+    let (status, r) = call(
+        &api,
+        Operation::Pull,
+        "mallory",
+        pull_body("g1", Value::Null),
+    )
+    .await;
+    assert_error(status, &r, StatusCode::UNAUTHORIZED, "Unauthorized");
+    assert_eq!(
+        view(&api, "g1", "c1").await,
+        (Some(1), vec!["k".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn legacy_protocol_versions_get_version_not_supported_with_200() {
+    let api = api();
+    let body = json!({"pushVersion": 0, "clientGroupID": "g", "mutations": []}).to_string();
+    assert_eq!(
+        call(&api, Operation::Push, "alice", body).await,
+        (
+            StatusCode::OK,
+            json!({"error": "VersionNotSupported", "versionType": "push"})
+        )
+    );
+    let body = json!({"pullVersion": 0, "clientGroupID": "g", "cookie": null}).to_string();
+    assert_eq!(
+        call(&api, Operation::Pull, "alice", body).await,
+        (
+            StatusCode::OK,
+            json!({"error": "VersionNotSupported", "versionType": "pull"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_schema_version_gets_version_not_supported_with_200() {
+    let api = api_with(
+        EngineConfig {
+            schema_version: Some("v2".into()),
+            ..EngineConfig::default()
+        },
+        1 << 20,
+    );
+    let schema_error = json!({"error": "VersionNotSupported", "versionType": "schema"});
+    assert_eq!(
+        call(&api, Operation::Pull, "alice", pull_body("g", Value::Null)).await,
+        (StatusCode::OK, schema_error.clone())
+    );
+    assert_eq!(
+        call(&api, Operation::Push, "alice", push_body("g", json!([]))).await,
+        (StatusCode::OK, schema_error)
+    );
+}
+
+#[tokio::test]
+async fn an_over_long_key_is_a_permanent_mutation_error() {
+    let api = api();
+    let body = push_body(
+        "g1",
+        json!([
+            m(
+                "c1",
+                1,
+                "createMessage",
+                json!({"id": "i".repeat(1100), "from": "J", "content": "hi", "order": 1})
+            ),
+            m("c1", 2, "put", json!({"key": "k".repeat(1023), "value": 1})),
+            m("c1", 3, "put", json!({"key": "k".repeat(1022), "value": 1})),
+        ]),
+    );
+    assert_eq!(
+        call(&api, Operation::Push, "alice", body).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        view(&api, "g1", "c1").await,
+        (Some(3), vec!["k".repeat(1022)])
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_value_is_a_permanent_mutation_error() {
+    let api = api();
+    let body = push_body(
+        "g1",
+        json!([
+            m(
+                "c1",
+                1,
+                "put",
+                json!({"key": "big", "value": "x".repeat(300 * 1024)})
+            ),
+            m("c1", 2, "put", json!({"key": "small", "value": "x"})),
+        ]),
+    );
+    assert_eq!(
+        call(&api, Operation::Push, "alice", body).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        view(&api, "g1", "c1").await,
+        (Some(2), vec!["small".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn a_pull_with_a_cookie_newer_than_the_server_resets_the_client() {
+    let api = api();
+    call(
+        &api,
+        Operation::Push,
+        "alice",
+        push_body(
+            "g1",
+            json!([m("c1", 1, "put", json!({"key": "k", "value": 1}))]),
+        ),
+    )
+    .await;
+    let future = json!({"order": 1000, "version": 1000, "epoch": "x"});
+    let (status, r) = call(&api, Operation::Pull, "alice", pull_body("g1", future)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r["patch"][0], json!({"op": "clear"}));
+    assert_eq!(r["patch"][1]["key"], "k");
+    assert!(r["cookie"]["order"].as_u64().unwrap() > 1000, "{r}");
+}

@@ -1,1 +1,178 @@
-//! todo
+//! The Lambda handlers in-process, fed real API Gateway HTTP API (payload 2.0) events.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use integration_tests::app;
+use lambda_http::Body;
+use replicache_dynamodb::auth::AuthMode;
+use replicache_dynamodb::http_api::{Api, Operation};
+use replicache_dynamodb::lambda;
+use replicache_dynamodb::store::memory::MemoryStore;
+use replicache_dynamodb::{Engine, EngineConfig};
+use serde_json::{json, Value};
+
+fn api() -> Api {
+    let engine = Engine::new(
+        Arc::new(MemoryStore::new()),
+        app::mutators(),
+        EngineConfig::default(),
+    );
+    Api::new(engine, AuthMode::Jwt, 5 * 1024 * 1024)
+}
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("event fixture")).expect("JSON")
+}
+
+/// A push or pull event with `body`, as API Gateway sends it (base64 for binary bodies).
+fn with_body(mut e: Value, body: &str, base64: bool) -> Value {
+    if base64 {
+        e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
+        e["isBase64Encoded"] = json!(true);
+    } else {
+        e["body"] = json!(body);
+    }
+    e["headers"]["content-length"] = json!(body.len().to_string());
+    e
+}
+
+async fn invoke(api: &Api, op: Operation, event: Value) -> (u16, Value, http::HeaderMap) {
+    let request =
+        lambda_http::request::from_str(&event.to_string()).expect("a valid HTTP API event");
+    let response = lambda::handle(api, op, request).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = match response.into_body() {
+        Body::Text(t) if !t.is_empty() => serde_json::from_str(&t).expect("JSON"),
+        Body::Empty | Body::Text(_) => Value::Null,
+        Body::Binary(b) => serde_json::from_slice(&b).expect("JSON"),
+        _ => Value::Null,
+    };
+    (status, body, headers)
+}
+
+fn push_json(id: u64) -> String {
+    json!({
+        "pushVersion": 1, "schemaVersion": "", "profileID": "p1", "clientGroupID": "g1",
+        "mutations": [{"clientID": "c1", "id": id, "name": "createMessage",
+            "args": {"id": format!("m{id}"), "from": "Alice", "content": "hi", "order": id}, "timestamp": 12.5}]
+    })
+    .to_string()
+}
+
+fn pull_json(cookie: Value) -> String {
+    json!({"pullVersion": 1, "schemaVersion": "", "profileID": "p1", "clientGroupID": "g1", "cookie": cookie}).to_string()
+}
+
+#[tokio::test]
+async fn push_then_pull_through_api_gateway_events() {
+    let api = api();
+    let (status, body, headers) = invoke(
+        &api,
+        Operation::Push,
+        with_body(event("http-api-push"), &push_json(1), false),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({})));
+    assert_eq!(headers["content-type"], "application/json");
+    // API Gateway base64-encodes bodies it considers binary; both forms work.
+    let (status, _, _) = invoke(
+        &api,
+        Operation::Push,
+        with_body(event("http-api-push"), &push_json(2), true),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body, _) = invoke(
+        &api,
+        Operation::Pull,
+        with_body(event("http-api-pull"), &pull_json(Value::Null), false),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["lastMutationIDChanges"], json!({"c1": 2}));
+    assert_eq!(body["patch"][0], json!({"op": "clear"}));
+    assert_eq!(body["patch"][1]["key"], "message/m1");
+    assert_eq!(
+        body["patch"][2]["value"],
+        json!({"from": "Alice", "content": "hi", "order": 2})
+    );
+}
+
+#[tokio::test]
+async fn the_space_comes_from_the_query_string() {
+    let api = api();
+    invoke(
+        &api,
+        Operation::Push,
+        with_body(event("http-api-push"), &push_json(1), false),
+    )
+    .await;
+    let mut other = with_body(event("http-api-pull"), &pull_json(Value::Null), false);
+    other["rawQueryString"] = json!("spaceID=room-2");
+    other["queryStringParameters"] = json!({"spaceID": "room-2"});
+    let (status, body, _) = invoke(&api, Operation::Pull, other).await;
+    assert_eq!(status, 401, "g1 belongs to room-1: {body}");
+}
+
+#[tokio::test]
+async fn preflight_is_answered_with_cors_headers() {
+    let mut e = event("http-api-pull");
+    e["requestContext"]["http"]["method"] = json!("OPTIONS");
+    e["routeKey"] = json!("OPTIONS /api/replicache/pull");
+    e["requestContext"]["authorizer"] = Value::Null;
+    e["headers"]["access-control-request-method"] = json!("POST");
+    e["headers"]["access-control-request-headers"] =
+        json!("authorization,content-type,x-replicache-requestid");
+    let (status, _, headers) = invoke(&api(), Operation::Pull, e).await;
+    assert_eq!(status, 204);
+    let allowed = headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for h in ["authorization", "content-type", "x-replicache-requestid"] {
+        assert!(allowed.contains(h), "{h} not allowed: {allowed}");
+    }
+    assert_eq!(headers["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn a_bad_body_is_400() {
+    let (status, body, _) = invoke(
+        &api(),
+        Operation::Push,
+        with_body(event("http-api-push"), "{not json", false),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "InvalidJSON");
+}
+
+#[tokio::test]
+async fn a_request_without_jwt_claims_is_401() {
+    let mut e = with_body(event("http-api-push"), &push_json(1), false);
+    e["requestContext"]
+        .as_object_mut()
+        .expect("context")
+        .remove("authorizer");
+    let (status, body, _) = invoke(&api(), Operation::Push, e).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "Unauthorized");
+}
+
+#[tokio::test]
+async fn the_jwt_subject_owns_the_client_group() {
+    let api = api();
+    invoke(
+        &api,
+        Operation::Push,
+        with_body(event("http-api-push"), &push_json(1), false),
+    )
+    .await;
+    let mut e = with_body(event("http-api-push"), &push_json(2), false);
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!("user-mallory");
+    let (status, _, _) = invoke(&api, Operation::Push, e).await;
+    assert_eq!(status, 401);
+}

@@ -1,1 +1,93 @@
-//! todo
+//! DynamoDB requests per push and pull, counted by a wrapper around the store: a push of
+//! write-only mutations costs 2, a pull with nothing new 1, a pull with changes 2 plus one
+//! per extra result page.
+
+use std::sync::Arc;
+
+use integration_tests::client::{caller, create, mutation, pull_ok, push_ok};
+use integration_tests::counting::CountingStore;
+use integration_tests::Backend;
+use replicache_dynamodb::store::memory::MemoryStore;
+use replicache_dynamodb::store::Store;
+use serde_json::{json, Value};
+
+use crate::{engine, on_both_stores};
+
+async fn counted(store: Arc<dyn Store>) -> (Arc<CountingStore>, replicache_dynamodb::Engine) {
+    let counting = Arc::new(CountingStore::new(store));
+    let e = engine(counting.clone());
+    (counting, e)
+}
+
+on_both_stores! {
+    async fn push_of_write_only_mutations_costs_two_requests(backend) {
+        let (count, e) = counted(backend.store().await).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "first", 1)]).await;
+        assert_eq!(count.take(), 2, "a push of 1 mutation (creating the group)");
+        let ninety = (2..=91).map(|i| create("c1", i, &format!("m{i}"), i)).collect();
+        push_ok(&e, &me, "g1", ninety).await;
+        assert_eq!(count.take(), 2, "a push of 90 mutations");
+        let resent = (2..=91).map(|i| create("c1", i, &format!("m{i}"), i)).collect();
+        push_ok(&e, &me, "g1", resent).await;
+        assert_eq!(count.take(), 1, "a push of already processed mutations commits nothing");
+    }
+
+    async fn a_read_costs_one_request_per_key(backend) {
+        let (count, e) = counted(backend.store().await).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![
+            mutation("c1", 1, "incr", json!({"key": "a", "by": 1})),
+            mutation("c1", 2, "incr", json!({"key": "b", "by": 1})),
+            mutation("c1", 3, "incr", json!({"key": "a", "by": 1})),
+        ]).await;
+        assert_eq!(count.take(), 2 + 2, "two distinct keys read");
+    }
+
+    async fn pull_costs_one_request_unchanged_and_two_with_changes(backend) {
+        let (count, e) = counted(backend.store().await).await;
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
+        count.take();
+        let first = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert_eq!(count.take(), 2, "a pull with changes");
+        pull_ok(&e, &me, "g1", first.cookie.clone()).await;
+        assert_eq!(count.take(), 1, "a pull with nothing new");
+        push_ok(&e, &me, "g1", vec![create("c1", 2, "b", 2)]).await;
+        count.take();
+        pull_ok(&e, &me, "g1", first.cookie).await;
+        assert_eq!(count.take(), 2, "an incremental pull with changes");
+    }
+}
+
+async fn pages_cost_one_request_each(backend: Backend, store: Arc<dyn Store>) {
+    let (count, e) = counted(store).await;
+    let me = caller("alice", "room");
+    // 25 values of 100 KB: about 2.5 MB, three 1 MB pages.
+    let value = "v".repeat(100 * 1024);
+    let mutations = (1..=25)
+        .map(|i| {
+            mutation(
+                "c1",
+                i,
+                "put",
+                json!({"key": format!("big/{i:02}"), "value": value}),
+            )
+        })
+        .collect();
+    push_ok(&e, &me, "g1", mutations).await;
+    count.take();
+    let r = pull_ok(&e, &me, "g1", Value::Null).await;
+    assert_eq!(r.patch.len(), 26);
+    assert_eq!(count.take(), 2 + 2, "{backend:?}: three pages");
+}
+
+#[tokio::test]
+async fn pull_pages_cost_one_request_each_memory() {
+    pages_cost_one_request_each(Backend::Memory, Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn pull_pages_cost_one_request_each_dynamodb() {
+    pages_cost_one_request_each(Backend::DynamoDb, Backend::DynamoDb.store().await).await;
+}
