@@ -5,7 +5,6 @@
 //! each group's other keys are its own), so it can be checked from outside the store.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use integration_tests::client::{caller, mutation, push_request, View};

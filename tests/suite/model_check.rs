@@ -219,7 +219,8 @@ async fn schedule(seed: u64) -> Result<usize, String> {
         for p in 0..PUSHERS_PER_GROUP {
             let (groups, engine, seen) = (groups.clone(), engine.clone(), seen.clone());
             let (released, acked) = (released.clone(), acked.clone());
-            let mut rng = fastrand::Rng::with_seed(seed ^ ((gi * 16 + p) as u64 + 1) * 0x9e37_79b9);
+            let mut rng =
+                fastrand::Rng::with_seed(seed ^ (((gi * 16 + p) as u64 + 1) * 0x9e37_79b9));
             tasks.spawn(async move {
                 let g = &groups[gi];
                 let me = caller(&g.user, &g.space);
