@@ -14,6 +14,6 @@ pub mod store;
 pub mod telemetry;
 pub mod tx;
 
-pub use engine::{Caller, Engine, EngineConfig, EngineError};
+pub use engine::{Caller, CommitListener, Engine, EngineConfig, EngineError};
 pub use mutators::{MutationError, Mutator, Mutators};
 pub use tx::Tx;

@@ -55,3 +55,56 @@ async fn the_test_table_is_created_from_the_template() {
         .collect();
     assert_eq!(keys, ["pk", "sk"]);
 }
+
+#[tokio::test]
+async fn the_stores_create_table_matches_the_template() {
+    use replicache_dynamodb::store::dynamo::DynamoStore;
+    let client = integration_tests::dynamodb_local::client().await;
+    let from_template = format!("t-{:016x}", fastrand::u64(..));
+    integration_tests::dynamodb_local::create_table(&client, &from_template).await;
+    let from_code = DynamoStore::new(client.clone(), format!("c-{:016x}", fastrand::u64(..)));
+    from_code.create_table().await.expect("create table");
+    from_code
+        .create_table()
+        .await
+        .expect("creating it again is a no-op");
+    let describe = |name: String| {
+        let client = client.clone();
+        async move {
+            let t = client
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .expect("describe");
+            let t = t.table().expect("table").clone();
+            let mut attributes: Vec<String> = t
+                .attribute_definitions()
+                .iter()
+                .map(|a| format!("{}:{}", a.attribute_name(), a.attribute_type().as_str()))
+                .collect();
+            attributes.sort();
+            let keys = |k: &[aws_sdk_dynamodb::types::KeySchemaElement]| -> Vec<String> {
+                k.iter()
+                    .map(|k| format!("{}:{}", k.attribute_name(), k.key_type().as_str()))
+                    .collect()
+            };
+            let indexes: Vec<(String, Vec<String>, String)> = t
+                .local_secondary_indexes()
+                .iter()
+                .map(|i| {
+                    (
+                        i.index_name().unwrap_or_default().to_owned(),
+                        keys(i.key_schema()),
+                        format!("{:?}", i.projection().and_then(|p| p.projection_type())),
+                    )
+                })
+                .collect();
+            (attributes, keys(t.key_schema()), indexes)
+        }
+    };
+    assert_eq!(
+        describe(from_template).await,
+        describe(from_code.table().to_owned()).await
+    );
+}

@@ -79,12 +79,16 @@ impl From<StoreError> for EngineError {
     }
 }
 
+/// Called with the space and the new version after every commit (to poke clients).
+pub type CommitListener = Arc<dyn Fn(&str, Version) + Send + Sync>;
+
 /// Push and pull for one application over one store.
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn Store>,
     mutators: Mutators,
     config: EngineConfig,
+    on_commit: Option<CommitListener>,
 }
 
 /// What went wrong in one attempt.
@@ -111,7 +115,15 @@ impl Engine {
             store,
             mutators,
             config,
+            on_commit: None,
         }
+    }
+
+    /// Calls `listener` after every commit, never before: the place to poke the space's
+    /// clients. It must not block.
+    pub fn on_commit(mut self, listener: CommitListener) -> Self {
+        self.on_commit = Some(listener);
+        self
     }
 
     /// The store the engine runs on.
