@@ -303,4 +303,20 @@ on_both_stores! {
         assert_eq!(view.data.len(), 25);
         assert_eq!(view.lmids.get("c1"), Some(&25));
     }
+    async fn the_commit_listener_hears_every_commit_after_it_is_visible(backend) {
+        use std::sync::{Arc, Mutex};
+        let store = backend.store().await;
+        let heard: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+        let log = heard.clone();
+        let e = crate::engine(store).on_commit(Arc::new(move |space: &str, version| {
+            log.lock().unwrap().push((space.to_owned(), version));
+        }));
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
+        assert_eq!(*heard.lock().unwrap(), [("room".to_owned(), 1)]);
+        let r = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert_eq!(r.cookie["version"], 1, "the commit was visible when the listener ran");
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
+        assert_eq!(heard.lock().unwrap().len(), 1, "a push that commits nothing is silent");
+    }
 }

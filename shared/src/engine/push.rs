@@ -272,6 +272,9 @@ impl Engine {
             actions,
             "committed"
         );
+        if let Some(listener) = &self.on_commit {
+            listener(space, new_version);
+        }
         Ok(if more {
             Step::Partial
         } else {

