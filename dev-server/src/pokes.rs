@@ -57,6 +57,9 @@ pub async fn serve(
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
         let outgoing = tokio::select! {
+            // Pokes first: a poke already due goes out before anything read after it is
+            // answered (so a client's ping round trip also flushes its pokes).
+            biased;
             poke = pokes.recv() => match poke {
                 Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Message::Text(POKE.into()),
                 Err(broadcast::error::RecvError::Closed) => break,

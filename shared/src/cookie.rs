@@ -18,11 +18,22 @@ use serde_json::Value;
 /// Largest integer the client compares exactly (2^53 - 1).
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
+/// What the client compares: a number, or (only after a reset from a cookie whose order was
+/// a string, which the client compares as strings) a string `"<that string>~<16 digits>"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Order {
+    /// A number, at most 2^53 - 1.
+    Number(u64),
+    /// A string that sorts after the foreign cookie it replaced.
+    Text(String),
+}
+
 /// A cookie this server issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cookie {
     /// What the client compares.
-    pub order: u64,
+    pub order: Order,
     /// Space version of the snapshot.
     pub version: u64,
     /// Life of the space's version counter.
@@ -37,10 +48,10 @@ pub enum Base {
     /// A cookie of ours at a version the server can diff from.
     Version(Cookie),
     /// A cookie the server cannot serve from (newer than the space, another epoch, or not
-    /// ours): send `clear` and the whole view with an order strictly above `min_order`.
+    /// ours): send `clear` and the whole view with an order strictly above `above`.
     Reset {
         /// The order the response must exceed.
-        min_order: u64,
+        above: Order,
     },
 }
 
@@ -60,9 +71,9 @@ pub fn base_for(cookie: &Value, version: u64, epoch: &str) -> Base {
     match serde_json::from_value::<Cookie>(cookie.clone()) {
         // Version 0 is the empty state in every epoch, so it is always a valid base.
         Ok(c) if c.version <= version && (c.epoch == epoch || c.version == 0) => Base::Version(c),
-        Ok(c) => Base::Reset { min_order: c.order },
+        Ok(c) => Base::Reset { above: c.order },
         Err(_) => Base::Reset {
-            min_order: foreign_order(cookie),
+            above: foreign_order(cookie),
         },
     }
 }
@@ -70,26 +81,57 @@ pub fn base_for(cookie: &Value, version: u64, epoch: &str) -> Base {
 /// The cookie answering a pull from `base` with the state at `version` of `epoch`.
 pub fn next_cookie(base: &Base, version: u64, epoch: &str) -> Cookie {
     let order = match base {
-        Base::Null => version,
-        Base::Version(c) => c.order + (version - c.version),
-        Base::Reset { min_order } => (*min_order + 1).max(version),
+        Base::Null => Order::Number(version.min(MAX_SAFE_INTEGER)),
+        Base::Version(c) => advance(&c.order, version - c.version),
+        Base::Reset {
+            above: Order::Number(n),
+        } => Order::Number(n.saturating_add(1).max(version).min(MAX_SAFE_INTEGER)),
+        Base::Reset {
+            above: Order::Text(t),
+        } => Order::Text(format!("{t}~{:016}", version)),
     };
     Cookie {
-        order: order.min(MAX_SAFE_INTEGER),
+        order,
         version,
         epoch: epoch.to_owned(),
     }
 }
 
-/// The numeric order of a cookie some other server issued, as the client would compare it.
-fn foreign_order(cookie: &Value) -> u64 {
-    let n = match cookie {
-        Value::Object(map) => map.get("order").and_then(Value::as_f64),
-        other => other.as_f64(),
+/// `order` moved on by `delta` versions.
+fn advance(order: &Order, delta: u64) -> Order {
+    match order {
+        Order::Number(n) => Order::Number(n.saturating_add(delta).min(MAX_SAFE_INTEGER)),
+        Order::Text(t) => {
+            let counted = t
+                .rsplit_once('~')
+                .filter(|(_, n)| n.len() == 16)
+                .and_then(|(prefix, n)| Some((prefix, n.parse::<u64>().ok()?)));
+            match counted {
+                Some((prefix, n)) => {
+                    Order::Text(format!("{prefix}~{:016}", n.saturating_add(delta)))
+                }
+                None => Order::Text(format!("{t}~{delta:016}")),
+            }
+        }
+    }
+}
+
+/// The order of a cookie some other server issued, as the client would compare it.
+fn foreign_order(cookie: &Value) -> Order {
+    let compared = match cookie {
+        Value::Object(map) => map.get("order").unwrap_or(&Value::Null),
+        other => other,
     };
-    n.filter(|n| *n >= 0.0)
-        .map(|n| n.ceil() as u64)
-        .unwrap_or(0)
+    match compared {
+        Value::String(s) => Order::Text(s.clone()),
+        other => Order::Number(
+            other
+                .as_f64()
+                .filter(|n| *n >= 0.0)
+                .map(|n| n.ceil().min(MAX_SAFE_INTEGER as f64) as u64)
+                .unwrap_or(0),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -104,7 +146,7 @@ mod tests {
     #[test]
     fn null_cookie_is_a_full_pull() {
         assert_eq!(base_for(&Value::Null, 5, "e"), Base::Null);
-        assert_eq!(next_cookie(&Base::Null, 5, "e").order, 5);
+        assert_eq!(next_cookie(&Base::Null, 5, "e").order, Order::Number(5));
     }
 
     #[test]
@@ -112,23 +154,33 @@ mod tests {
         let base = base_for(&cookie(12, 10, "e"), 15, "e");
         assert!(matches!(base, Base::Version(_)));
         let next = next_cookie(&base, 15, "e");
-        assert_eq!((next.order, next.version), (17, 15));
+        assert_eq!((next.order, next.version), (Order::Number(17), 15));
     }
 
     #[test]
     fn a_cookie_newer_than_the_space_resets_with_a_greater_order() {
         let base = base_for(&cookie(100, 100, "e"), 5, "e");
-        assert_eq!(base, Base::Reset { min_order: 100 });
+        assert_eq!(
+            base,
+            Base::Reset {
+                above: Order::Number(100)
+            }
+        );
         let next = next_cookie(&base, 5, "e");
-        assert!(next.order > 100);
+        assert_eq!(next.order, Order::Number(101));
         assert_eq!(next.version, 5);
     }
 
     #[test]
     fn a_cookie_of_another_epoch_resets() {
         let base = base_for(&cookie(3, 3, "old"), 7, "new");
-        assert_eq!(base, Base::Reset { min_order: 3 });
-        assert_eq!(next_cookie(&base, 7, "new").order, 7);
+        assert_eq!(
+            base,
+            Base::Reset {
+                above: Order::Number(3)
+            }
+        );
+        assert_eq!(next_cookie(&base, 7, "new").order, Order::Number(7));
     }
 
     #[test]
@@ -141,14 +193,43 @@ mod tests {
 
     #[test]
     fn foreign_cookies_reset_above_their_numeric_value() {
-        assert_eq!(base_for(&json!(41), 3, "e"), Base::Reset { min_order: 41 });
+        assert_eq!(
+            base_for(&json!(41), 3, "e"),
+            Base::Reset {
+                above: Order::Number(41)
+            }
+        );
         assert_eq!(
             base_for(&json!({"order": 9.5}), 3, "e"),
-            Base::Reset { min_order: 10 }
+            Base::Reset {
+                above: Order::Number(10)
+            }
         );
-        assert_eq!(
-            base_for(&json!("abc"), 3, "e"),
-            Base::Reset { min_order: 0 }
-        );
+    }
+
+    #[test]
+    fn string_cookies_start_a_string_lineage_that_keeps_growing() {
+        // The client compares as strings when either side is a string ("10" < "9").
+        let base = base_for(&json!("9"), 10, "e");
+        let first = next_cookie(&base, 10, "e");
+        let Order::Text(t1) = &first.order else {
+            panic!("{first:?}")
+        };
+        assert!(t1.as_str() > "9");
+        let next = next_cookie(&base_for(&first.to_json(), 12, "e"), 12, "e");
+        let Order::Text(t2) = &next.order else {
+            panic!("{next:?}")
+        };
+        assert!(t2 > t1, "{t2} > {t1}");
+        assert_eq!(next.version, 12);
+    }
+
+    #[test]
+    fn huge_orders_saturate_instead_of_overflowing() {
+        let crafted = json!({"order": u64::MAX, "version": 0, "epoch": ""});
+        let next = next_cookie(&base_for(&crafted, 5, "e"), 5, "e");
+        assert_eq!(next.order, Order::Number(MAX_SAFE_INTEGER));
+        let next = next_cookie(&base_for(&json!({"order": 1e300}), 5, "e"), 5, "e");
+        assert_eq!(next.order, Order::Number(MAX_SAFE_INTEGER));
     }
 }

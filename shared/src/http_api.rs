@@ -10,7 +10,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::auth::{self, AuthMode};
 use crate::engine::{Caller, Engine, EngineError};
-use crate::protocol::{PullRequest, PushRequest, Reply};
+use crate::protocol::{PullRequest, PushRequest, Reply, VersionType};
 
 /// The space of requests without a `spaceID` parameter.
 pub const DEFAULT_SPACE: &str = "default";
@@ -186,15 +186,33 @@ impl Api {
         span.record("space", space.as_str());
         span.record("user", user.as_str());
         let caller = Caller { user, space };
+        let body = parse_json(req.body)?;
+        // Versions first: a legacy (version 0) request has another shape altogether.
+        let (version_field, kind) = match op {
+            Operation::Push => ("pushVersion", VersionType::Push),
+            Operation::Pull => ("pullVersion", VersionType::Pull),
+        };
+        if let Some(version) = body.get(version_field).and_then(Value::as_u64) {
+            let schema = body
+                .get("schemaVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Some(e) = self.engine.version_error(version, kind, schema) {
+                return Ok((
+                    StatusCode::OK,
+                    serde_json::to_value(e).expect("serializable"),
+                ));
+            }
+        }
         match op {
             Operation::Push => {
-                let body: PushRequest = parse_body(req.body)?;
+                let body: PushRequest = parse_request(body)?;
                 span.record("client_group", body.client_group_id.as_str());
                 let reply = self.engine.push(&caller, &body).await?;
                 Ok((StatusCode::OK, reply_json(reply.map(|()| json!({})))))
             }
             Operation::Pull => {
-                let body: PullRequest = parse_body(req.body)?;
+                let body: PullRequest = parse_request(body)?;
                 span.record("client_group", body.client_group_id.as_str());
                 let reply = self.engine.pull(&caller, &body).await?;
                 let reply = reply.map(|r| serde_json::to_value(r).expect("serializable"));
@@ -220,21 +238,31 @@ fn reply_json(reply: Reply<Value>) -> Value {
     }
 }
 
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
-    serde_json::from_slice(body).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Syntax | Category::Eof | Category::Io => Failure::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidJSON",
-                format!("malformed JSON: {e}"),
-            ),
-            Category::Data => Failure::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequest",
-                format!("the body does not match the protocol: {e}"),
-            ),
-        }
+fn parse_json(body: &[u8]) -> Result<Value, Failure> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidJSON",
+            format!("malformed JSON: {e}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "the body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_request<T: DeserializeOwned>(body: Value) -> Result<T, Failure> {
+    serde_json::from_value(body).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            format!("the body does not match the protocol: {e}"),
+        )
     })
 }
 

@@ -29,8 +29,8 @@ pub struct Tx<'a> {
     reads: BTreeMap<String, Option<Version>>,
     /// Reads of the mutation running now that were not read before.
     pending_reads: BTreeMap<String, Option<Version>>,
-    /// Values read from the store, by key.
-    cache: HashMap<String, Option<String>>,
+    /// Entities read from the store, by key (`None`: absent).
+    cache: HashMap<String, Option<Entity>>,
     /// The space's commit logs, read on the first scan.
     logs: Option<Vec<CommitLog>>,
 }
@@ -64,8 +64,10 @@ impl<'a> Tx<'a> {
         if let Some(v) = self.pending.get(key).or_else(|| self.writes.get(key)) {
             return Ok(parse(v.as_deref()));
         }
-        if let Some(v) = self.cache.get(key) {
-            return Ok(parse(v.as_deref()));
+        if let Some(cached) = self.cache.get(key).cloned() {
+            // Record the read again: the mutation that first read it may have been forgotten.
+            self.remember(key, cached.as_ref())?;
+            return Ok(parse(cached.and_then(|e| e.value).as_deref()));
         }
         let address = Address::Entity {
             space: self.space.to_owned(),
@@ -77,9 +79,8 @@ impl<'a> Tx<'a> {
             _ => None,
         };
         self.remember(key, entity.as_ref())?;
-        let value = entity.and_then(|e| e.value);
-        let parsed = parse(value.as_deref());
-        self.cache.insert(key.to_owned(), value);
+        let parsed = parse(entity.as_ref().and_then(|e| e.value.as_deref()));
+        self.cache.insert(key.to_owned(), entity);
         Ok(parsed)
     }
 
@@ -120,7 +121,12 @@ impl<'a> Tx<'a> {
     }
 
     /// Every existing key starting with `prefix` and its value, in key order.
+    ///
+    /// The keys a scan returns are not condition-checked at commit (a scan may return more
+    /// keys than a transaction holds checks): the scan is validated as the state at this
+    /// transaction's version instead, and the commit is conditioned on that version.
     pub async fn scan(&mut self, prefix: &str) -> Result<Vec<(String, Value)>, MutationError> {
+        self.check_key(prefix)?;
         let (store, space) = (self.store, self.space);
         let records = all_pages(|page| store.entities(space, prefix, page)).await?;
         let logs = self.commit_logs().await?.to_vec();
@@ -153,8 +159,17 @@ impl<'a> Tx<'a> {
             }
         }
         for entity in seen.values() {
-            self.remember(&entity.key, Some(entity))?;
-            self.cache.insert(entity.key.clone(), entity.value.clone());
+            let read = self
+                .reads
+                .get(&entity.key)
+                .or_else(|| self.pending_reads.get(&entity.key));
+            if read.is_some_and(|v| *v != Some(entity.version)) {
+                return Err(MutationError::Retry(format!(
+                    "{:?} changed between two reads",
+                    entity.key
+                )));
+            }
+            self.cache.insert(entity.key.clone(), Some(entity.clone()));
         }
         let mut view: BTreeMap<String, Option<String>> =
             seen.into_iter().map(|(k, e)| (k, e.value)).collect();
@@ -221,11 +236,10 @@ impl<'a> Tx<'a> {
         self.reads.append(&mut self.pending_reads);
     }
 
-    /// Drops the running mutation's writes but keeps its reads: its outcome (an error)
-    /// still depended on what it read.
+    /// Drops the running mutation's writes. Its reads stay pending (its outcome, an error,
+    /// still depended on them) until [`Tx::keep`] or [`Tx::forget`].
     pub(crate) fn discard_writes(&mut self) {
         self.pending.clear();
-        self.reads.append(&mut self.pending_reads);
     }
 
     /// Forgets the running mutation entirely, as if it had not run.

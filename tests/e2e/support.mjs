@@ -95,7 +95,7 @@ export async function startDynamoDbLocal() {
  * Starts the dev server (the debug build `scripts/test` makes) on a free port, with the
  * in-memory store or, given `dynamodbEndpoint`, a fresh table in DynamoDB Local.
  */
-export async function startServer({ dynamodbEndpoint, table, port = 0 } = {}) {
+export async function startServer({ dynamodbEndpoint, table, port = 0, args: extraArgs = [] } = {}) {
   const bin = process.env.DEV_SERVER_BIN || path.join(root, 'target/debug/dev-server');
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' };
   const args = ['--port', String(port), '--web-dir', path.join(root, 'web/dist')];
@@ -111,9 +111,10 @@ export async function startServer({ dynamodbEndpoint, table, port = 0 } = {}) {
   } else {
     delete env.TABLE_NAME;
   }
+  args.push(...extraArgs);
   const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const [, url, actualPort] = await firstLine(child, child.stdout, /(http:\/\/127\.0\.0\.1:(\d+)\/)/, 'dev server');
-  return { url, port: Number(actualPort), table: env.TABLE_NAME, stop: stopper(child) };
+  return { url, port: Number(actualPort), table: env.TABLE_NAME, process: child, stop: stopper(child) };
 }
 
 /**

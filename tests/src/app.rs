@@ -71,6 +71,49 @@ impl Mutator for Count {
     }
 }
 
+/// `putMany {keys, value, read?}`: reads `read` if given, then writes every key.
+pub struct PutMany;
+/// Arguments of [`PutMany`].
+#[derive(Deserialize)]
+pub struct PutManyArgs {
+    keys: Vec<String>,
+    value: Value,
+    #[serde(default)]
+    read: Option<String>,
+}
+#[async_trait]
+impl Mutator for PutMany {
+    type Args = PutManyArgs;
+    async fn apply(&self, tx: &mut Tx<'_>, a: PutManyArgs) -> Result<(), MutationError> {
+        if let Some(k) = &a.read {
+            tx.get(k).await?;
+        }
+        for k in &a.keys {
+            tx.put(k, &a.value)?;
+        }
+        Ok(())
+    }
+}
+
+/// `readThenFail {keys}`: reads every key, then rejects the mutation (a rule that depends on
+/// what it read).
+pub struct ReadThenFail;
+/// Arguments of [`ReadThenFail`].
+#[derive(Deserialize)]
+pub struct ReadThenFailArgs {
+    keys: Vec<String>,
+}
+#[async_trait]
+impl Mutator for ReadThenFail {
+    type Args = ReadThenFailArgs;
+    async fn apply(&self, tx: &mut Tx<'_>, a: ReadThenFailArgs) -> Result<(), MutationError> {
+        for k in &a.keys {
+            tx.get(k).await?;
+        }
+        Err(MutationError::Invalid("rejected after reading".into()))
+    }
+}
+
 /// `fail {}`: a business rule that always rejects, after writing (the write must vanish).
 pub struct Fail;
 #[async_trait]
@@ -90,4 +133,6 @@ pub fn mutators() -> Mutators {
         .register("incr", Incr)
         .register("count", Count)
         .register("fail", Fail)
+        .register("putMany", PutMany)
+        .register("readThenFail", ReadThenFail)
 }

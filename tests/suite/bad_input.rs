@@ -283,6 +283,34 @@ async fn legacy_protocol_versions_get_version_not_supported_with_200() {
 }
 
 #[tokio::test]
+async fn legacy_requests_in_their_own_shape_get_version_not_supported_with_200() {
+    // What replicache sends to recover mutations from a version 12 or older database.
+    let api = api();
+    let pull = json!({"profileID": "p", "clientID": "c", "cookie": null, "lastMutationID": 3, "pullVersion": 0, "schemaVersion": ""});
+    assert_eq!(
+        call(&api, Operation::Pull, "alice", pull.to_string()).await,
+        (
+            StatusCode::OK,
+            json!({"error": "VersionNotSupported", "versionType": "pull"})
+        )
+    );
+    let push = json!({"profileID": "p", "clientID": "c", "mutations": [{"id": 1, "name": "createMessage", "args": {}, "timestamp": 1}], "pushVersion": 0, "schemaVersion": ""});
+    assert_eq!(
+        call(&api, Operation::Push, "alice", push.to_string()).await,
+        (
+            StatusCode::OK,
+            json!({"error": "VersionNotSupported", "versionType": "push"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_400() {
+    let (status, r) = call(&api(), Operation::Pull, "alice", "[1, 2]").await;
+    assert_error(status, &r, StatusCode::BAD_REQUEST, "InvalidRequest");
+}
+
+#[tokio::test]
 async fn a_wrong_schema_version_gets_version_not_supported_with_200() {
     let api = api_with(
         EngineConfig {

@@ -22,7 +22,7 @@ use integration_tests::client::{caller, mutation, order, pull_request, push_requ
 use replicache_dynamodb::cookie::Cookie;
 use replicache_dynamodb::protocol::{Mutation, Reply};
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::store::Record;
+use replicache_dynamodb::store::{Limits, Record};
 use replicache_dynamodb::{Engine, EngineConfig, EngineError};
 use serde_json::{json, Value};
 
@@ -33,6 +33,11 @@ const MUTATIONS_PER_CLIENT: usize = 5;
 /// Pushers per group: two tabs of one group push the same pending mutations concurrently.
 const PUSHERS_PER_GROUP: usize = 2;
 const PULLS_PER_PULLER: usize = 6;
+/// Actions per transaction in the model: small, so that pushes are split into several
+/// commits and some mutations are too large to commit at all.
+const MAX_WRITE_ACTIONS: usize = 8;
+/// A `putMany` this large never fits in one transaction (2 fixed actions + 1 client + 7).
+const TOO_MANY_KEYS: usize = 7;
 
 struct GroupPlan {
     space: String,
@@ -61,8 +66,37 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                     }
                 };
                 let hot = format!("hot/{}", rng.usize(0..3));
-                let (name, args) = match rng.usize(0..10) {
+                let (name, args) = match rng.usize(0..13) {
                     0 | 1 => ("put", json!({"key": hot, "value": rng.u32(0..100)})),
+                    // Fits a transaction alone (1 to 3 keys) or never (7 keys: skipped).
+                    10 => {
+                        let n = if rng.bool() {
+                            rng.usize(1..=3)
+                        } else {
+                            TOO_MANY_KEYS
+                        };
+                        let keys: Vec<String> = (0..n)
+                            .map(|i| format!("many/{}", (i + rng.usize(0..3)) % 8))
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect();
+                        let keys = if n == TOO_MANY_KEYS {
+                            (0..n).map(|i| format!("many/{i}")).collect()
+                        } else {
+                            keys
+                        };
+                        // The big ones read a counter first: when they are skipped, a later
+                        // mutation of the same push may read it again from the cache.
+                        let read = (n == TOO_MANY_KEYS).then(|| format!("ctr/{}", rng.usize(0..2)));
+                        (
+                            "putMany",
+                            json!({"keys": keys, "value": rng.u32(0..100), "read": read}),
+                        )
+                    }
+                    11 => (
+                        "readThenFail",
+                        json!({"keys": [hot, format!("ctr/{}", rng.usize(0..2))]}),
+                    ),
                     2 => ("del", json!({"key": hot})),
                     3..=5 => (
                         "incr",
@@ -129,6 +163,16 @@ fn apply_reference(data: &mut BTreeMap<String, Value>, m: &Mutation) {
         "deleteMessage" => {
             data.remove(&format!("message/{}", s("id")));
         }
+        "putMany" => {
+            let keys = a["keys"].as_array().expect("keys");
+            // More keys than a transaction holds: the engine skips it as a permanent error.
+            if keys.len() < TOO_MANY_KEYS {
+                for k in keys {
+                    data.insert(k.as_str().expect("key").to_owned(), a["value"].clone());
+                }
+            }
+        }
+        "readThenFail" => {}
         other => panic!("the model does not use {other}"),
     }
 }
@@ -201,7 +245,10 @@ async fn schedule(seed: u64) -> Result<usize, String> {
     fastrand::seed(seed);
     let mut rng = fastrand::Rng::with_seed(seed);
     let groups = Arc::new(plan(&mut rng));
-    let store = Arc::new(MemoryStore::adversarial(seed));
+    let store = Arc::new(MemoryStore::adversarial(seed).with_limits(Limits {
+        max_write_actions: MAX_WRITE_ACTIONS,
+        ..Limits::DYNAMODB
+    }));
     let engine = Engine::new(
         store.clone(),
         app::mutators(),

@@ -319,4 +319,155 @@ on_both_stores! {
         push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
         assert_eq!(heard.lock().unwrap().len(), 1, "a push that commits nothing is silent");
     }
+
+    async fn a_rejected_mutation_that_read_many_keys_still_advances_its_lmid(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        let keys: Vec<String> = (0..100).map(|i| format!("k/{i:03}")).collect();
+        push_ok(&e, &me, "g1", vec![
+            mutation("c1", 1, "readThenFail", json!({"keys": keys})),
+            mutation("c1", 2, "readThenFail", json!({"keys": keys[..10]})),
+            mutation("c1", 3, "put", json!({"key": "after", "value": 1})),
+        ]).await;
+        let mut view = View::default();
+        view.sync(&e, &me, "g1").await;
+        assert_eq!(view.lmids.get("c1"), Some(&3));
+        assert_eq!(view.data.keys().collect::<Vec<_>>(), ["after"]);
+    }
+
+    async fn a_scan_may_return_more_keys_than_a_transaction_holds(backend) {
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        let mutations = (1..=150).map(|i| create("c1", i, &format!("m{i:03}"), i)).collect();
+        push_ok(&e, &me, "g1", mutations).await;
+        push_ok(&e, &me, "g1", vec![
+            mutation("c1", 151, "count", json!({"prefix": "message/", "into": "stats/messages"})),
+        ]).await;
+        let mut view = View::default();
+        view.sync(&e, &me, "g1").await;
+        assert_eq!(view.lmids.get("c1"), Some(&151));
+        assert_eq!(view.data.get("stats/messages"), Some(&json!(150)));
+    }
+}
+
+/// A store that serves one stale read of an entity, as DynamoDB may while a commit is only
+/// partly visible: the space counter already shows the commit, the entity not yet.
+struct StaleOnce {
+    inner: std::sync::Arc<dyn replicache_dynamodb::store::Store>,
+    stale: std::sync::Mutex<Option<replicache_dynamodb::store::Entity>>,
+}
+
+#[async_trait::async_trait]
+impl replicache_dynamodb::store::Store for StaleOnce {
+    fn limits(&self) -> replicache_dynamodb::store::Limits {
+        self.inner.limits()
+    }
+    async fn get(
+        &self,
+        addresses: &[replicache_dynamodb::store::Address],
+    ) -> Result<
+        Vec<Option<replicache_dynamodb::store::Record>>,
+        replicache_dynamodb::store::StoreError,
+    > {
+        use replicache_dynamodb::store::{Address, Record};
+        let mut got = self.inner.get(addresses).await?;
+        for (address, record) in addresses.iter().zip(got.iter_mut()) {
+            if let Address::Entity { key, .. } = address {
+                let mut stale = self.stale.lock().unwrap();
+                if stale.as_ref().is_some_and(|e| &e.key == key) {
+                    *record = stale.take().map(Record::Entity);
+                }
+            }
+        }
+        Ok(got)
+    }
+    async fn changes(
+        &self,
+        space: &str,
+        after: u64,
+        page: Option<replicache_dynamodb::store::PageToken>,
+    ) -> Result<replicache_dynamodb::store::Page, replicache_dynamodb::store::StoreError> {
+        self.inner.changes(space, after, page).await
+    }
+    async fn entities(
+        &self,
+        space: &str,
+        prefix: &str,
+        page: Option<replicache_dynamodb::store::PageToken>,
+    ) -> Result<replicache_dynamodb::store::Page, replicache_dynamodb::store::StoreError> {
+        self.inner.entities(space, prefix, page).await
+    }
+    async fn commit_logs(
+        &self,
+        space: &str,
+        page: Option<replicache_dynamodb::store::PageToken>,
+    ) -> Result<replicache_dynamodb::store::Page, replicache_dynamodb::store::StoreError> {
+        self.inner.commit_logs(space, page).await
+    }
+    async fn write(
+        &self,
+        writes: Vec<replicache_dynamodb::store::Write>,
+    ) -> Result<(), replicache_dynamodb::store::StoreError> {
+        self.inner.write(writes).await
+    }
+}
+
+#[tokio::test]
+async fn a_stale_read_served_again_from_the_cache_is_still_conditioned() {
+    use replicache_dynamodb::store::memory::MemoryStore;
+    use replicache_dynamodb::store::Entity;
+    let inner = std::sync::Arc::new(MemoryStore::new());
+    let store = std::sync::Arc::new(StaleOnce {
+        inner: inner.clone(),
+        stale: std::sync::Mutex::new(None),
+    });
+    let e = crate::engine(store.clone());
+    let me = caller("alice", "room");
+    push_ok(
+        &e,
+        &me,
+        "g1",
+        vec![mutation("c1", 1, "incr", json!({"key": "ctr", "by": 4}))],
+    )
+    .await;
+    push_ok(
+        &e,
+        &me,
+        "g1",
+        vec![mutation("c1", 2, "incr", json!({"key": "ctr", "by": 1}))],
+    )
+    .await;
+    // The next read of ctr sees version 1 (4), though version 2 (5) is committed.
+    *store.stale.lock().unwrap() = Some(Entity {
+        space: "room".into(),
+        key: "ctr".into(),
+        version: 1,
+        value: Some("4".into()),
+    });
+    let too_many: Vec<String> = (0..120).map(|i| format!("k/{i}")).collect();
+    push_ok(
+        &e,
+        &me,
+        "g1",
+        vec![
+            // Reads ctr (stale), then is skipped: it writes more than a transaction holds.
+            mutation(
+                "c1",
+                3,
+                "putMany",
+                json!({"keys": too_many, "value": 1, "read": "ctr"}),
+            ),
+            // Reads ctr again, from the cache: the commit must still be conditioned on it.
+            mutation("c1", 4, "incr", json!({"key": "ctr", "by": 1})),
+        ],
+    )
+    .await;
+    let mut view = View::default();
+    view.sync(&e, &me, "g1").await;
+    assert_eq!(view.lmids.get("c1"), Some(&4));
+    assert_eq!(view.data.get("ctr"), Some(&json!(6)), "no lost update");
+    assert!(
+        view.data.keys().all(|k| !k.starts_with("k/")),
+        "the big mutation was skipped"
+    );
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::mutators::Mutators;
+use crate::protocol::{ProtocolError, VersionType, PROTOCOL_VERSION};
 use crate::store::{CommitLog, Store, StoreError, Version};
 
 /// Settings of the engine.
@@ -143,11 +144,27 @@ impl Engine {
         tokio::time::sleep(Duration::from_micros(micros)).await;
     }
 
-    fn schema_ok(&self, schema_version: &str) -> bool {
-        self.config
+    /// The `VersionNotSupported` error for a request of protocol `version` (of `kind`) and
+    /// `schema_version`, if either is not the one this server speaks.
+    pub fn version_error(
+        &self,
+        version: u64,
+        kind: VersionType,
+        schema_version: &str,
+    ) -> Option<ProtocolError> {
+        let version_type = if version != PROTOCOL_VERSION {
+            kind
+        } else if self
+            .config
             .schema_version
             .as_deref()
-            .is_none_or(|expected| expected == schema_version)
+            .is_some_and(|expected| expected != schema_version)
+        {
+            VersionType::Schema
+        } else {
+            return None;
+        };
+        Some(ProtocolError::VersionNotSupported { version_type })
     }
 }
 

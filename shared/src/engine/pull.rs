@@ -8,9 +8,7 @@ use tracing::debug;
 
 use super::{Attempt, Caller, Engine, EngineError};
 use crate::cookie::{self, Base};
-use crate::protocol::{
-    PatchOp, ProtocolError, PullRequest, PullResponse, Reply, VersionType, PROTOCOL_VERSION,
-};
+use crate::protocol::{PatchOp, PullRequest, PullResponse, Reply, VersionType};
 use crate::store::{all_pages, Address, CommitLog, Record, Version, Written};
 
 impl Engine {
@@ -21,15 +19,10 @@ impl Engine {
         caller: &Caller,
         req: &PullRequest,
     ) -> Result<Reply<PullResponse>, EngineError> {
-        if req.pull_version != PROTOCOL_VERSION {
-            return Ok(Reply::Error(ProtocolError::VersionNotSupported {
-                version_type: VersionType::Pull,
-            }));
-        }
-        if !self.schema_ok(&req.schema_version) {
-            return Ok(Reply::Error(ProtocolError::VersionNotSupported {
-                version_type: VersionType::Schema,
-            }));
+        if let Some(e) =
+            self.version_error(req.pull_version, VersionType::Pull, &req.schema_version)
+        {
+            return Ok(Reply::Error(e));
         }
         super::validate_id("clientGroupID", &req.client_group_id)?;
         let mut attempt = 0;

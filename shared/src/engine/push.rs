@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::{Attempt, Caller, Engine, EngineError};
 use crate::mutators::MutationError;
-use crate::protocol::{ProtocolError, PushRequest, Reply, VersionType, PROTOCOL_VERSION};
+use crate::protocol::{ProtocolError, PushRequest, Reply, VersionType};
 use crate::store::{
     Address, Client, CommitLog, Entity, Expect, Group, Record, SpaceMeta, Version, Write, Written,
 };
@@ -38,15 +38,10 @@ struct ClientState {
 impl Engine {
     /// Processes a push: every mutation with an id above its client's lmid, in order.
     pub async fn push(&self, caller: &Caller, req: &PushRequest) -> Result<Reply<()>, EngineError> {
-        if req.push_version != PROTOCOL_VERSION {
-            return Ok(Reply::Error(ProtocolError::VersionNotSupported {
-                version_type: VersionType::Push,
-            }));
-        }
-        if !self.schema_ok(&req.schema_version) {
-            return Ok(Reply::Error(ProtocolError::VersionNotSupported {
-                version_type: VersionType::Schema,
-            }));
+        if let Some(e) =
+            self.version_error(req.push_version, VersionType::Push, &req.schema_version)
+        {
+            return Ok(Reply::Error(e));
         }
         super::validate_id("clientGroupID", &req.client_group_id)?;
         for m in &req.mutations {

@@ -22,6 +22,9 @@ pub const VERSION_INDEX: &str = "by-version";
 
 type Item = HashMap<String, AttributeValue>;
 
+/// BatchGetItem rounds for keys DynamoDB left unprocessed before giving up (503).
+const MAX_UNPROCESSED_ROUNDS: u32 = 8;
+
 /// [`Store`] on a DynamoDB table.
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -158,7 +161,8 @@ impl Store for DynamoStore {
             }
         }
         // BatchGetItem takes 100 keys and may leave some unprocessed (throttling): ask again
-        // for those.
+        // for those, backing off, a bounded number of times.
+        let mut throttled = 0u32;
         while !wanted.is_empty() {
             let rest = wanted.split_off(wanted.len().min(100));
             let request = KeysAndAttributes::builder()
@@ -182,8 +186,23 @@ impl Store for DynamoStore {
                 let record = decode(item)?;
                 found.insert(item_key(&record.address()), record);
             }
-            if let Some(unprocessed) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                wanted.extend(unprocessed.keys().iter().cloned());
+            let unprocessed = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if !unprocessed.is_empty() {
+                throttled += 1;
+                if throttled >= MAX_UNPROCESSED_ROUNDS {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} keys still unprocessed after {throttled} BatchGetItem rounds",
+                        unprocessed.len()
+                    )));
+                }
+                let cap_ms = 10u64 << throttled.min(6);
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..=cap_ms)))
+                    .await;
+                wanted.extend(unprocessed);
             }
         }
         Ok(addresses
@@ -216,32 +235,13 @@ impl Store for DynamoStore {
         prefix: &str,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
-        self.query_page(
-            None,
-            "pk = :pk AND begins_with(sk, :prefix)",
-            vec![
-                (":pk", AttributeValue::S(space_pk(space))),
-                (
-                    ":prefix",
-                    AttributeValue::S(format!("{ENTITY_PREFIX}{prefix}")),
-                ),
-            ],
-            page,
-        )
-        .await
+        self.sort_key_prefix(space, format!("{ENTITY_PREFIX}{prefix}"), page)
+            .await
     }
 
     async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {
-        self.query_page(
-            None,
-            "pk = :pk AND begins_with(sk, :prefix)",
-            vec![
-                (":pk", AttributeValue::S(space_pk(space))),
-                (":prefix", AttributeValue::S(COMMIT_LOG_PREFIX.to_owned())),
-            ],
-            page,
-        )
-        .await
+        self.sort_key_prefix(space, COMMIT_LOG_PREFIX.to_owned(), page)
+            .await
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
@@ -260,6 +260,25 @@ impl Store for DynamoStore {
 }
 
 impl DynamoStore {
+    /// One page of the space's items whose sort key starts with `prefix`, from the table.
+    async fn sort_key_prefix(
+        &self,
+        space: &str,
+        prefix: String,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
+        self.query_page(
+            None,
+            "pk = :pk AND begins_with(sk, :prefix)",
+            vec![
+                (":pk", AttributeValue::S(space_pk(space))),
+                (":prefix", AttributeValue::S(prefix)),
+            ],
+            page,
+        )
+        .await
+    }
+
     fn transact_item(&self, write: Write) -> Result<TransactWriteItem, StoreError> {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Rejected(e.to_string());
         match write {

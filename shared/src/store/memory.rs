@@ -27,6 +27,7 @@ pub struct MemoryStore {
     state: Mutex<State>,
     adversary: Option<Mutex<fastrand::Rng>>,
     page_bytes: usize,
+    limits: Limits,
 }
 
 #[derive(Default)]
@@ -49,6 +50,7 @@ impl MemoryStore {
             state: Mutex::new(State::default()),
             adversary: None,
             page_bytes: DEFAULT_PAGE_BYTES,
+            limits: Limits::DYNAMODB,
         }
     }
 
@@ -63,6 +65,13 @@ impl MemoryStore {
     /// Sets the query page size in (estimated) bytes.
     pub fn with_page_bytes(mut self, page_bytes: usize) -> Self {
         self.page_bytes = page_bytes.max(1);
+        self
+    }
+
+    /// Sets the sizes the store holds (DynamoDB's by default); small limits make a model
+    /// check exercise the engine's splitting and skipping paths.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -144,10 +153,29 @@ fn in_space<'a>(space: &'a str, prefix: &'a str) -> impl Fn(&ItemKey) -> bool + 
     move |(p, s)| *p == pk && s.starts_with(prefix)
 }
 
+impl MemoryStore {
+    /// One page of the space's records whose sort key starts with `prefix`, in key order.
+    async fn sort_key_prefix(
+        &self,
+        space: &str,
+        prefix: &str,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
+        let belongs = in_space(space, prefix);
+        self.query(
+            page,
+            |k, _| belongs(k).then(|| k.1.clone()),
+            String::clone,
+            |t| Some(t.to_owned()),
+        )
+        .await
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     fn limits(&self) -> Limits {
-        Limits::DYNAMODB
+        self.limits
     }
 
     async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
@@ -188,26 +216,12 @@ impl Store for MemoryStore {
         prefix: &str,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
-        let full_prefix = format!("{ENTITY_PREFIX}{prefix}");
-        let belongs = in_space(space, &full_prefix);
-        self.query(
-            page,
-            |k, _| belongs(k).then(|| k.1.clone()),
-            String::clone,
-            |t| Some(t.to_owned()),
-        )
-        .await
+        self.sort_key_prefix(space, &format!("{ENTITY_PREFIX}{prefix}"), page)
+            .await
     }
 
     async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {
-        let belongs = in_space(space, COMMIT_LOG_PREFIX);
-        self.query(
-            page,
-            |k, _| belongs(k).then(|| k.1.clone()),
-            String::clone,
-            |t| Some(t.to_owned()),
-        )
-        .await
+        self.sort_key_prefix(space, COMMIT_LOG_PREFIX, page).await
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
@@ -225,12 +239,20 @@ impl Store for MemoryStore {
                 writes.len()
             )));
         }
+        let mut total = 0;
         for w in &writes {
             if let Write::Put { record, .. } = w {
-                if record_bytes(record) > limits.max_record_bytes {
+                let bytes = record_bytes(record);
+                if bytes > limits.max_record_bytes {
                     return Err(StoreError::Rejected("record too large".into()));
                 }
+                total += bytes;
             }
+        }
+        if total > limits.max_write_bytes {
+            return Err(StoreError::Rejected(format!(
+                "{total} bytes in one transaction"
+            )));
         }
         self.interleave().await;
         {

@@ -272,10 +272,11 @@ impl Limits {
     /// DynamoDB's limits: sort keys of 1,024 bytes (less the `e/` prefix), transactions of
     /// 100 actions and 4 MB, and items of 400 KB, of which a versioned record gets half: an
     /// item projected into the local secondary index counts twice (DynamoDB Local refuses such
-    /// items above 200 KB; we hold DynamoDB to the same).
+    /// items above 200 KB; we hold DynamoDB to the same), less 1 KB of margin for the
+    /// estimate.
     pub const DYNAMODB: Limits = Limits {
         max_key_bytes: 1024 - 2,
-        max_record_bytes: 200 * 1024,
+        max_record_bytes: 199 * 1024,
         max_write_actions: 100,
         max_write_bytes: 4 * 1024 * 1024,
     };

@@ -1,0 +1,72 @@
+// The dev server's own behaviour: pokes only after commits, heartbeats, clean shutdown.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import WebSocket from 'ws';
+import { startServer } from './support.mjs';
+
+const pokeSocket = async (url, space) => {
+  const ws = new WebSocket(`${url.replace('http', 'ws')}api/replicache/poke?spaceID=${space}`);
+  await once(ws, 'open');
+  return ws;
+};
+
+const push = (url, space, body) =>
+  fetch(`${url}api/replicache/push?spaceID=${space}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'alice' },
+    body: JSON.stringify({ pushVersion: 1, schemaVersion: '', profileID: 'p', clientGroupID: 'g', ...body }),
+  });
+
+test('a push that commits pokes its space; one that commits nothing does not', async () => {
+  const server = await startServer();
+  try {
+    const here = await pokeSocket(server.url, 'a');
+    const elsewhere = await pokeSocket(server.url, 'b');
+    const received = { here: [], elsewhere: [] };
+    here.on('message', (m) => received.here.push(m.toString()));
+    elsewhere.on('message', (m) => received.elsewhere.push(m.toString()));
+    const poked = once(here, 'message');
+    const mutation = { clientID: 'c', id: 1, name: 'createMessage', args: { id: 'm', from: 'a', content: 'hi', order: 1 }, timestamp: 1 };
+    assert.equal((await push(server.url, 'a', { mutations: [mutation] })).status, 200);
+    await poked;
+    // The same mutation again commits nothing; a marker push to space b then proves that
+    // any poke for the duplicate would have arrived before b's.
+    assert.equal((await push(server.url, 'a', { mutations: [mutation] })).status, 200);
+    const marker = once(elsewhere, 'message');
+    await push(server.url, 'b', { clientGroupID: 'g2', mutations: [{ ...mutation, clientID: 'c2' }] });
+    await marker;
+    // A ping round trip on `here`: the server sends due pokes before answering it.
+    const pong = once(here, 'pong');
+    here.ping();
+    await pong;
+    assert.deepEqual(received, { here: ['poke'], elsewhere: ['poke'] });
+    here.terminate();
+    elsewhere.terminate();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('idle poke connections get heartbeats', async () => {
+  const server = await startServer({ args: ['--heartbeat-secs', '1'] });
+  try {
+    const ws = await pokeSocket(server.url, 'idle');
+    await once(ws, 'ping');
+    ws.terminate();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('Ctrl-C shuts the server down cleanly, closing poke connections', async () => {
+  const server = await startServer();
+  const ws = await pokeSocket(server.url, 'bye');
+  const closed = once(ws, 'close');
+  const exited = once(server.process, 'exit');
+  server.process.kill('SIGINT');
+  const [code] = await exited;
+  await closed;
+  assert.equal(code, 0);
+});
