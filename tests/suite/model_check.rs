@@ -66,7 +66,7 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                     }
                 };
                 let hot = format!("hot/{}", rng.usize(0..3));
-                let (name, args) = match rng.usize(0..13) {
+                let (name, args) = match rng.usize(0..14) {
                     0 | 1 => ("put", json!({"key": hot, "value": rng.u32(0..100)})),
                     // Fits a transaction alone (1 to 3 keys) or never (7 keys: skipped).
                     10 => {
@@ -102,7 +102,7 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                         "incr",
                         json!({"key": format!("ctr/{}", rng.usize(0..2)), "by": rng.i64(1..5)}),
                     ),
-                    6 => ("count", json!({"prefix": "hot/", "into": "stats/hot"})),
+                    6 | 12 => ("count", json!({"prefix": "hot/", "into": "stats/hot"})),
                     7 => (
                         "createMessage",
                         json!({"id": format!("m{}", rng.usize(0..3)), "from": "J", "content": "hi", "order": rng.u32(0..9)}),
