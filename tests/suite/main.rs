@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod concurrency;
+mod cookies;
 mod handlers;
 mod model_check;
 mod protocol;
