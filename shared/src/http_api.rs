@@ -106,11 +106,6 @@ impl Api {
         }
     }
 
-    /// The engine behind the API.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// Handles one request for `op`, logging it in a span with its space, client group and
     /// request ids, and its duration.
     pub async fn handle(&self, op: Operation, req: ApiRequest<'_>) -> Response<String> {

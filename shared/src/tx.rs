@@ -84,11 +84,6 @@ impl<'a> Tx<'a> {
         Ok(parsed)
     }
 
-    /// Whether `key` exists.
-    pub async fn has(&mut self, key: &str) -> Result<bool, MutationError> {
-        Ok(self.get(key).await?.is_some())
-    }
-
     /// Sets `key` to `value`. A key or value too large to store is a permanent error.
     pub fn put(&mut self, key: &str, value: &Value) -> Result<(), MutationError> {
         self.check_key(key)?;

@@ -127,11 +127,6 @@ impl Engine {
         self
     }
 
-    /// The store the engine runs on.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// Waits before attempt `attempt` (1-based), exponentially with full jitter so that
     /// colliding pushers spread out.
     async fn back_off(&self, attempt: u32) {

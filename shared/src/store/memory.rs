@@ -20,13 +20,12 @@ use super::{
 type ItemKey = (String, String);
 
 /// DynamoDB's page size for a query: 1 MB.
-const DEFAULT_PAGE_BYTES: usize = 1024 * 1024;
+const PAGE_BYTES: usize = 1024 * 1024;
 
 /// In-memory implementation of [`Store`].
 pub struct MemoryStore {
     state: Mutex<State>,
     adversary: Option<Mutex<fastrand::Rng>>,
-    page_bytes: usize,
     limits: Limits,
 }
 
@@ -49,7 +48,6 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::new(State::default()),
             adversary: None,
-            page_bytes: DEFAULT_PAGE_BYTES,
             limits: Limits::DYNAMODB,
         }
     }
@@ -60,12 +58,6 @@ impl MemoryStore {
             adversary: Some(Mutex::new(fastrand::Rng::with_seed(seed))),
             ..Self::new()
         }
-    }
-
-    /// Sets the query page size in (estimated) bytes.
-    pub fn with_page_bytes(mut self, page_bytes: usize) -> Self {
-        self.page_bytes = page_bytes.max(1);
-        self
     }
 
     /// Sets the sizes the store holds (DynamoDB's by default); small limits make a model
@@ -138,7 +130,7 @@ impl MemoryStore {
             bytes += record_bytes(&record);
             records.push(record);
             cursor = Some(position);
-            if bytes >= self.page_bytes {
+            if bytes >= PAGE_BYTES {
                 return Ok(Page {
                     records,
                     next: cursor.as_ref().map(|c| PageToken(encode(c))),
