@@ -1,6 +1,7 @@
 //! Settings read from the environment, once per process.
 
 use crate::auth::AuthMode;
+use crate::engine::EngineConfig;
 
 /// Default request body limit: 5 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
@@ -27,6 +28,14 @@ pub struct ConfigError {
 }
 
 impl Settings {
+    /// The engine's configuration under these settings.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            schema_version: self.schema_version.clone(),
+            ..EngineConfig::default()
+        }
+    }
+
     /// Reads the settings, with `default_auth` where `AUTH_MODE` is unset.
     pub fn from_env(default_auth: AuthMode) -> Result<Settings, ConfigError> {
         Self::from_lookup(default_auth, |name| std::env::var(name).ok())

@@ -8,7 +8,7 @@ use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 
 use crate::auth::AuthMode;
 use crate::config::Settings;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::Engine;
 use crate::http_api::{Api, ApiRequest, Operation};
 use crate::store::dynamo::DynamoStore;
 
@@ -25,10 +25,7 @@ pub async fn run(op: Operation) -> Result<(), lambda_http::Error> {
     let engine = Engine::new(
         Arc::new(store),
         crate::chat::mutators(),
-        EngineConfig {
-            schema_version: settings.schema_version.clone(),
-            ..EngineConfig::default()
-        },
+        settings.engine_config(),
     );
     let api = Api::new(engine, settings.auth_mode, settings.max_body_bytes);
     let api = &api;

@@ -154,16 +154,7 @@ impl<'a> Tx<'a> {
             }
         }
         for entity in seen.values() {
-            let read = self
-                .reads
-                .get(&entity.key)
-                .or_else(|| self.pending_reads.get(&entity.key));
-            if read.is_some_and(|v| *v != Some(entity.version)) {
-                return Err(MutationError::Retry(format!(
-                    "{:?} changed between two reads",
-                    entity.key
-                )));
-            }
+            self.read_before(&entity.key, Some(entity.version))?;
             self.cache.insert(entity.key.clone(), Some(entity.clone()));
         }
         let mut view: BTreeMap<String, Option<String>> =
@@ -200,17 +191,24 @@ impl<'a> Tx<'a> {
         Ok(self.logs.as_deref().unwrap_or_default())
     }
 
+    /// Records a read of `key` for the commit's conditions.
     fn remember(&mut self, key: &str, entity: Option<&Entity>) -> Result<(), MutationError> {
         let version = entity.map(|e| e.version);
+        if !self.read_before(key, version)? {
+            self.pending_reads.insert(key.to_owned(), version);
+        }
+        Ok(())
+    }
+
+    /// Whether `key` was read before in this transaction; a retry if it was read at another
+    /// version than `version` (the two reads straddle a commit).
+    fn read_before(&self, key: &str, version: Option<Version>) -> Result<bool, MutationError> {
         match self.reads.get(key).or_else(|| self.pending_reads.get(key)) {
             Some(before) if *before != version => Err(MutationError::Retry(format!(
                 "{key:?} changed between two reads"
             ))),
-            Some(_) => Ok(()),
-            None => {
-                self.pending_reads.insert(key.to_owned(), version);
-                Ok(())
-            }
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 

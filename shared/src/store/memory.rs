@@ -92,6 +92,23 @@ impl MemoryStore {
         }
     }
 
+    /// One page of the space's records whose sort key starts with `prefix`, in key order.
+    async fn sort_key_prefix(
+        &self,
+        space: &str,
+        prefix: &str,
+        page: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
+        let belongs = in_space(space, prefix);
+        self.query(
+            page,
+            |k, _| belongs(k).then(|| k.1.clone()),
+            String::clone,
+            |t| Some(t.to_owned()),
+        )
+        .await
+    }
+
     /// Reads the records of a query one at a time: each step takes the first record after
     /// the cursor, so records committed meanwhile may or may not be seen, as in DynamoDB.
     async fn query<K: Ord + Clone>(
@@ -143,25 +160,6 @@ impl MemoryStore {
 fn in_space<'a>(space: &'a str, prefix: &'a str) -> impl Fn(&ItemKey) -> bool + 'a {
     let pk = super::space_pk(space);
     move |(p, s)| *p == pk && s.starts_with(prefix)
-}
-
-impl MemoryStore {
-    /// One page of the space's records whose sort key starts with `prefix`, in key order.
-    async fn sort_key_prefix(
-        &self,
-        space: &str,
-        prefix: &str,
-        page: Option<PageToken>,
-    ) -> Result<Page, StoreError> {
-        let belongs = in_space(space, prefix);
-        self.query(
-            page,
-            |k, _| belongs(k).then(|| k.1.clone()),
-            String::clone,
-            |t| Some(t.to_owned()),
-        )
-        .await
-    }
 }
 
 #[async_trait]
