@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -22,7 +22,7 @@ use replicache_dynamodb::http_api::{Api, ApiRequest, Operation, DEFAULT_SPACE};
 use replicache_dynamodb::store::dynamo::DynamoStore;
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::Store;
-use replicache_dynamodb::{Engine, EngineConfig};
+use replicache_dynamodb::Engine;
 use tokio::sync::watch;
 use tower_http::services::ServeDir;
 use tracing::info;
@@ -80,10 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::new(
         store,
         replicache_dynamodb::chat::mutators(),
-        EngineConfig {
-            schema_version: settings.schema_version.clone(),
-            ..EngineConfig::default()
-        },
+        settings.engine_config(),
     )
     .on_commit(Arc::new(move |space, _version| poker.poke(space)));
     let api = Api::new(engine, AuthMode::Header, settings.max_body_bytes);
@@ -98,10 +95,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/api/replicache/push", any(push))
         .route("/api/replicache/pull", any(pull))
         .route("/api/replicache/poke", get(poke))
-        // The API answers oversized bodies itself, with its JSON error.
-        .layer(DefaultBodyLimit::max(
-            settings.max_body_bytes.saturating_add(1),
-        ))
         .fallback_service(ServeDir::new(&args.web_dir).fallback(get(missing_demo)))
         .layer(middleware::from_fn(log_request))
         .with_state(state);
@@ -142,16 +135,12 @@ async fn pull(State(state): State<AppState>, request: Request) -> Response {
 /// Hands the request to the same HTTP layer the Lambda functions use.
 async fn handle(api: &Api, op: Operation, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body: Bytes = match axum::body::to_bytes(body, usize::MAX).await {
+    // Read no more than the API accepts; beyond that, answer as it does (a failed read
+    // means the client has gone, so that answer is never seen).
+    let limit = api.max_body_bytes().saturating_add(1);
+    let body: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
-            // Only the body limit fails here: answer as the API does for oversized bodies.
-            let message = serde_json::json!({
-                "error": "PayloadTooLarge",
-                "message": "the body is larger than MAX_BODY_BYTES",
-            });
-            return (http::StatusCode::PAYLOAD_TOO_LARGE, axum::Json(message)).into_response();
-        }
+        Err(_) => return api.body_too_large().into_response(),
     };
     let response = api
         .handle(

@@ -106,6 +106,29 @@ impl Api {
         }
     }
 
+    /// Largest request body accepted, in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// The answer to a body over [`Api::max_body_bytes`], for servers that stop reading
+    /// such a body before it reaches [`Api::handle`].
+    pub fn body_too_large(&self) -> Response<String> {
+        let f = self.too_large();
+        respond(f.status, json!({"error": f.error, "message": f.message}))
+    }
+
+    fn too_large(&self) -> Failure {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!(
+                "the body is larger than the {} bytes accepted",
+                self.max_body_bytes
+            ),
+        )
+    }
+
     /// Handles one request for `op`, logging it in a span with its space, client group and
     /// request ids, and its duration.
     pub async fn handle(&self, op: Operation, req: ApiRequest<'_>) -> Response<String> {
@@ -127,10 +150,7 @@ impl Api {
         let result = self.dispatch(op, req).instrument(span.clone()).await;
         let response = match result {
             Ok((status, body)) => respond(status, body),
-            Err(f) => {
-                let body = json!({"error": f.error, "message": f.message});
-                respond(f.status, body)
-            }
+            Err(f) => respond(f.status, json!({"error": f.error, "message": f.message})),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         span.in_scope(|| {
@@ -160,15 +180,7 @@ impl Api {
             ));
         }
         if req.body.len() > self.max_body_bytes {
-            return Err(Failure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!(
-                    "the body has {} bytes; at most {} are accepted",
-                    req.body.len(),
-                    self.max_body_bytes
-                ),
-            ));
+            return Err(self.too_large());
         }
         let authorization = req
             .headers

@@ -60,6 +60,18 @@ test('idle poke connections get heartbeats', async () => {
   }
 });
 
+test('a body over MAX_BODY_BYTES is refused with the API\'s 413, and a smaller one is served', async () => {
+  const server = await startServer({ env: { MAX_BODY_BYTES: '2048' } });
+  try {
+    const big = await push(server.url, 'limits', { mutations: [], padding: 'x'.repeat(1 << 20) });
+    assert.equal(big.status, 413);
+    assert.equal((await big.json()).error, 'PayloadTooLarge');
+    assert.equal((await push(server.url, 'limits', { mutations: [] })).status, 200);
+  } finally {
+    await server.stop();
+  }
+});
+
 test('Ctrl-C shuts the server down cleanly, closing poke connections', async () => {
   const server = await startServer();
   const ws = await pokeSocket(server.url, 'bye');
