@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tracing::{info, warn, Instrument};
 
-use crate::auth::{self, AuthMode};
+use crate::app::Operation;
+use crate::auth;
+pub use crate::auth::AuthMode;
 use crate::engine::{Caller, Engine, EngineError};
 use crate::protocol::{PullRequest, PushRequest, Reply, VersionType};
 
@@ -16,24 +18,6 @@ use crate::protocol::{PullRequest, PushRequest, Reply, VersionType};
 pub const DEFAULT_SPACE: &str = "default";
 /// Longest space id accepted, in bytes.
 pub const MAX_SPACE_BYTES: usize = 100;
-
-/// Which endpoint a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// `POST /api/replicache/push`.
-    Push,
-    /// `POST /api/replicache/pull`.
-    Pull,
-}
-
-impl Operation {
-    fn name(self) -> &'static str {
-        match self {
-            Operation::Push => "push",
-            Operation::Pull => "pull",
-        }
-    }
-}
 
 /// What the API needs of a request.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +67,7 @@ impl From<EngineError> for Failure {
             EngineError::Unauthorized(m) => {
                 Failure::new(StatusCode::UNAUTHORIZED, "Unauthorized", m)
             }
+            EngineError::Forbidden(m) => Failure::new(StatusCode::FORBIDDEN, "Forbidden", m),
             EngineError::BadRequest(m) => {
                 Failure::new(StatusCode::BAD_REQUEST, "InvalidRequest", m)
             }
@@ -198,6 +183,7 @@ impl Api {
         let (version_field, kind) = match op {
             Operation::Push => ("pushVersion", VersionType::Push),
             Operation::Pull => ("pullVersion", VersionType::Pull),
+            Operation::Poke => return Err(not_found(op)),
         };
         if let Some(version) = body.get(version_field).and_then(Value::as_u64) {
             let schema = body
@@ -225,6 +211,7 @@ impl Api {
                 let reply = reply.map(|r| serde_json::to_value(r).expect("serializable"));
                 Ok((StatusCode::OK, reply_json(reply)))
             }
+            Operation::Poke => Err(not_found(op)),
         }
     }
 }
@@ -236,6 +223,15 @@ impl<T> Reply<T> {
             Reply::Error(e) => Reply::Error(e),
         }
     }
+}
+
+/// Pokes are a WebSocket, not a request this API answers.
+fn not_found(op: Operation) -> Failure {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{} is not an HTTP endpoint", op.name()),
+    )
 }
 
 fn reply_json(reply: Reply<Value>) -> Value {
@@ -313,16 +309,11 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// An answer. No CORS headers: in AWS, API Gateway adds them as the template's
+/// `AllowedOrigins` says (and answers preflights itself); the dev server has its own CORS
+/// layer configured the same way.
 fn respond(status: StatusCode, body: Value) -> Response<String> {
-    let builder = Response::builder()
-        .status(status)
-        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
-        .header(header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS")
-        .header(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            "Authorization, Content-Type, X-Replicache-RequestID",
-        )
-        .header(header::ACCESS_CONTROL_MAX_AGE, "600");
+    let builder = Response::builder().status(status);
     let builder = if status == StatusCode::METHOD_NOT_ALLOWED {
         builder.header(header::ALLOW, "POST, OPTIONS")
     } else {

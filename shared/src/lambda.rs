@@ -1,4 +1,14 @@
-//! The Lambda entry point both functions share.
+//! The Lambda entry point: each function is one [`serve`] call.
+//!
+//! ```no_run
+//! use replicache_dynamodb::{lambda, App, Mutators, Operation};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), lambda_http::Error> {
+//!     let app = App::new(Mutators::new()); // your application
+//!     lambda::serve(Operation::Push, app).await
+//! }
+//! ```
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -6,15 +16,21 @@ use std::sync::Arc;
 use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 
+use crate::app::{App, Operation};
 use crate::auth::AuthMode;
 use crate::config::Settings;
 use crate::engine::Engine;
-use crate::http_api::{Api, ApiRequest, Operation};
+use crate::http_api::{Api, ApiRequest};
 use crate::store::dynamo::DynamoStore;
 
-/// Builds the API once per Lambda execution environment (SDK client included) and serves
-/// `op` until the runtime stops.
-pub async fn run(op: Operation) -> Result<(), lambda_http::Error> {
+/// Serves `op` (push or pull) of `app` as a Lambda function behind API Gateway (HTTP API,
+/// payload 2.0) until the runtime stops.
+///
+/// The store, the SDK client and the settings are made once per execution environment, from
+/// the environment: `TABLE_NAME` (required), `AUTH_MODE` (`jwt` by default: the user is the
+/// `sub` claim API Gateway's JWT authorizer verified), `SCHEMA_VERSION`, `MAX_BODY_BYTES`,
+/// and the AWS SDK's own variables.
+pub async fn serve(op: Operation, app: App) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
     let settings = Settings::from_env(AuthMode::Jwt)?;
     let table = settings
@@ -22,11 +38,7 @@ pub async fn run(op: Operation) -> Result<(), lambda_http::Error> {
         .clone()
         .ok_or("TABLE_NAME is not set: the functions need their DynamoDB table")?;
     let store = DynamoStore::from_env(table).await;
-    let engine = Engine::new(
-        Arc::new(store),
-        crate::chat::mutators(),
-        settings.engine_config(),
-    );
+    let engine = Engine::new(Arc::new(store), app, settings.engine_config());
     let api = Api::new(engine, settings.auth_mode, settings.max_body_bytes);
     let api = &api;
     lambda_http::run(service_fn(move |req: Request| async move {
@@ -35,7 +47,8 @@ pub async fn run(op: Operation) -> Result<(), lambda_http::Error> {
     .await
 }
 
-/// Handles one API Gateway request (HTTP API, payload 2.0) for `op`.
+/// Handles one API Gateway request (HTTP API, payload 2.0) for `op`: what [`serve`] does
+/// per invocation, for tests and custom runtimes.
 pub async fn handle(api: &Api, op: Operation, req: Request) -> Response<Body> {
     let (jwt_sub, request_id) = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => (

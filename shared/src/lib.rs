@@ -1,19 +1,103 @@
-//! A Replicache sync backend on DynamoDB: the protocol engine, its storage, the default chat
-//! application, and the HTTP layer both Lambda functions and the local server use.
+//! A [Replicache](https://doc.replicache.dev) sync backend: your application's mutators and
+//! access rules, run by a push/pull engine that stays consistent under concurrency on
+//! DynamoDB, served from AWS Lambda or from a local development server.
+//!
+//! # Your application
+//!
+//! An application is an [`App`]: its [`Mutators`] (the server side of the `mutators` your
+//! Replicache client is created with), who may use which space, and optionally a schema
+//! version. Mutators are plain `async fn`s over a [`Tx`] with typed arguments:
+//!
+//! ```
+//! use replicache_dynamodb::{reject, Access, App, Mutators, Result, Tx};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Message {
+//!     id: String,
+//!     from: String,
+//!     content: String,
+//!     order: u64,
+//! }
+//!
+//! async fn create_message(tx: Tx, m: Message) -> Result<()> {
+//!     if m.content.is_empty() {
+//!         return Err(reject("a message needs content"));
+//!     }
+//!     tx.set(&format!("message/{}", m.id), &m).await
+//! }
+//!
+//! pub fn app() -> App {
+//!     App::new(Mutators::new().register("createMessage", create_message))
+//!         // Optional: who may push to, pull from and listen to which space.
+//!         .space_policy(|request| async move {
+//!             Ok(Access::from(!request.space().starts_with("admin-")))
+//!         })
+//! }
+//! ```
+//!
+//! - A mutator that returns `Err(`[`reject`]`(reason))` is skipped for good: its writes are
+//!   dropped, its client's last mutation id advances, the reason is logged. Errors that
+//!   [`Tx`] calls return are passed on with `?`; the engine handles them (it re-runs the
+//!   push on a fresh snapshot, or answers 503 so that the client retries).
+//! - Every key a mutator reads becomes a condition of the commit: if another push changed
+//!   it in between, the push runs again on the new state. Mutators must therefore have no
+//!   effects besides their `Tx` writes.
+//! - The space policy runs before anything else is read or written; [`Access::Deny`]
+//!   answers 403. It can read the application's own records ([`SpaceRequest::get`]).
+//!
+//! # Running it
+//!
+//! - On AWS: one binary per function, each `lambda::serve(Operation::Push, app())` (or
+//!   `Pull`), deployed with the repository's `template.yaml` (feature `lambda`).
+//! - Locally: `dev::run(app())` serves push, pull, pokes and a web client on 127.0.0.1, on
+//!   an in-memory store or DynamoDB Local (feature `dev-server`).
+//! - In tests: [`testing::TestServer`] runs mutators and the policy on the in-memory store,
+//!   without HTTP.
+//!
+//! # Features
+//!
+//! `dynamodb` (the DynamoDB store), `lambda` (the Lambda entry point) and `dev-server` (the
+//! local server) are on by default. With `default-features = false` only the engine, the
+//! in-memory store and the HTTP layer are compiled.
+//!
+//! # Consistency
+//!
+//! DynamoDB's multi-item reads are only read-committed; how the engine still gives every pull
+//! one snapshot and applies every mutation exactly once is in the repository's
+//! `docs/consistency.md`.
 
-pub mod auth;
-pub mod chat;
-pub mod config;
-pub mod cookie;
-pub mod engine;
+#![warn(missing_docs)]
+
+mod app;
+mod auth;
+#[cfg(any(feature = "lambda", feature = "dev-server"))]
+mod config;
+mod cookie;
+mod engine;
+mod error;
+mod mutators;
+mod overlay;
+#[cfg(feature = "dev-server")]
+mod pokes;
+mod snapshot;
+#[cfg(any(feature = "lambda", feature = "dev-server"))]
+mod telemetry;
+mod tx;
+
+#[cfg(feature = "dev-server")]
+pub mod dev;
 pub mod http_api;
+#[cfg(feature = "lambda")]
 pub mod lambda;
-pub mod mutators;
 pub mod protocol;
 pub mod store;
-pub mod telemetry;
-pub mod tx;
+pub mod testing;
 
-pub use engine::{Caller, CommitListener, Engine, EngineConfig, EngineError};
-pub use mutators::{MutationError, Mutator, Mutators};
-pub use tx::Tx;
+pub use app::{Access, App, Operation, SpaceRequest};
+pub use engine::{
+    Caller, CommitListener, Engine, EngineConfig, EngineError, PushOutcome, Rejection,
+};
+pub use error::{reject, Error, Result};
+pub use mutators::Mutators;
+pub use tx::{Scan, Tx};

@@ -1,88 +1,99 @@
-//! The mutator registry: named async functions an application registers, each with JSON
-//! arguments deserialized into its own type.
+//! [`Mutators`]: the application's mutators, by name.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::store::StoreError;
+use crate::error::{reject, Result};
 use crate::tx::Tx;
 
-/// Why a mutation did not apply.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum MutationError {
-    /// The mutation can never succeed (unknown mutator, invalid arguments, a rule of the
-    /// application): it is skipped and its client's lmid still advances.
-    #[error("{0}")]
-    Invalid(String),
-    /// A read saw a state that is not a consistent snapshot: the push is re-run. Mutators
-    /// must pass this on (with `?`), never swallow it.
-    #[error("inconsistent read, retrying: {0}")]
-    Retry(String),
-    /// The store failed for now: the push stops and the client retries later.
-    #[error(transparent)]
-    Store(StoreError),
-}
+type BoxedMutator =
+    Arc<dyn Fn(Tx, Value) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
 
-impl From<StoreError> for MutationError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(why) => MutationError::Retry(why),
-            other => MutationError::Store(other),
-        }
-    }
-}
-
-/// A named mutator of the application.
-#[async_trait]
-pub trait Mutator: Send + Sync + 'static {
-    /// The arguments, deserialized from the mutation's `args`.
-    type Args: DeserializeOwned + Send;
-
-    /// Applies the mutation through `tx`.
-    async fn apply(&self, tx: &mut Tx<'_>, args: Self::Args) -> Result<(), MutationError>;
-}
-
-#[async_trait]
-trait ErasedMutator: Send + Sync {
-    async fn call(&self, tx: &mut Tx<'_>, args: Value) -> Result<(), MutationError>;
-}
-
-#[async_trait]
-impl<M: Mutator> ErasedMutator for M {
-    async fn call(&self, tx: &mut Tx<'_>, args: Value) -> Result<(), MutationError> {
-        let args = serde_json::from_value(args)
-            .map_err(|e| MutationError::Invalid(format!("invalid arguments: {e}")))?;
-        self.apply(tx, args).await
-    }
-}
-
-/// The application's mutators, by name.
+/// The application's mutators, by name: the server side of the `mutators` a Replicache
+/// client is created with.
+///
+/// A mutator is any `async fn(Tx, Args) -> Result<()>` (or a closure returning such a
+/// future), where `Args` is deserialized from the mutation's arguments. Arguments that do not
+/// deserialize, and names nobody registered, reject the mutation.
+///
+/// ```
+/// use replicache_dynamodb::{reject, Mutators, Result, Tx};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Message { id: String, from: String, content: String, order: u64 }
+///
+/// async fn create_message(tx: Tx, m: Message) -> Result<()> {
+///     if m.id.is_empty() {
+///         return Err(reject("id must not be empty"));
+///     }
+///     tx.set(&format!("message/{}", m.id), &m).await
+/// }
+///
+/// #[derive(Deserialize)]
+/// struct Id { id: String }
+///
+/// let mutators = Mutators::new()
+///     .register("createMessage", create_message)
+///     .register("deleteMessage", |tx: Tx, Id { id }| async move {
+///         tx.del(&format!("message/{id}")).await
+///     });
+/// assert!(mutators.contains("deleteMessage"));
+/// ```
 #[derive(Clone, Default)]
 pub struct Mutators {
-    by_name: HashMap<String, Arc<dyn ErasedMutator>>,
+    by_name: HashMap<String, BoxedMutator>,
 }
 
 impl Mutators {
-    /// An empty registry.
+    /// No mutators yet.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds `mutator` under `name`.
-    pub fn register(mut self, name: &str, mutator: impl Mutator) -> Self {
-        self.by_name.insert(name.to_owned(), Arc::new(mutator));
+    /// Adds `mutator` under `name` (replacing one registered before under that name).
+    pub fn register<Args, F, Fut>(mut self, name: &str, mutator: F) -> Self
+    where
+        Args: DeserializeOwned + Send + 'static,
+        F: Fn(Tx, Args) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let mutator = Arc::new(mutator);
+        let boxed: BoxedMutator = Arc::new(move |tx, args| {
+            let mutator = mutator.clone();
+            Box::pin(async move {
+                let args = serde_json::from_value(args)
+                    .map_err(|e| reject(format!("invalid arguments: {e}")))?;
+                mutator(tx, args).await
+            })
+        });
+        self.by_name.insert(name.to_owned(), boxed);
         self
     }
 
-    /// Runs the mutator `name`; an unknown name is a permanent error.
-    pub async fn run(&self, name: &str, tx: &mut Tx<'_>, args: Value) -> Result<(), MutationError> {
+    /// Whether a mutator is registered under `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Runs the mutator `name`; an unknown name is a rejection.
+    pub(crate) async fn run(&self, name: &str, tx: Tx, args: Value) -> Result<()> {
         match self.by_name.get(name) {
-            Some(m) => m.call(tx, args).await,
-            None => Err(MutationError::Invalid(format!("unknown mutator {name:?}"))),
+            Some(m) => m(tx, args).await,
+            None => Err(reject(format!("unknown mutator {name:?}"))),
         }
+    }
+}
+
+impl std::fmt::Debug for Mutators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.by_name.keys().collect();
+        names.sort();
+        f.debug_struct("Mutators").field("names", &names).finish()
     }
 }

@@ -1,277 +1,237 @@
-//! The transaction handle mutators read and write through.
-//!
-//! Writes go to an overlay that is committed at the end of the push; reads see the overlay
-//! first and then the store, strongly consistent, and every key read from the store is
-//! remembered with the version it had, so that the commit can be conditioned on it being
-//! unchanged (no lost update, even when a read saw only part of another commit).
+//! [`Tx`]: what a mutator reads and writes through, like Replicache's `WriteTransaction`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{Mutex, MutexGuard};
 
-use crate::mutators::MutationError;
-use crate::store::{
-    all_pages, record_bytes, Address, CommitLog, Entity, Limits, Record, Store, Version, Written,
-};
+use crate::error::{reject, Result};
+use crate::overlay::Overlay;
 
-/// A mutation's view of a space: get, put, del and scan by prefix.
-pub struct Tx<'a> {
-    store: &'a dyn Store,
-    space: &'a str,
-    version: Version,
-    commit_log_slots: u32,
-    limits: Limits,
-    /// Writes of mutations already accepted in this push.
-    writes: BTreeMap<String, Option<String>>,
-    /// Writes of the mutation running now.
-    pending: BTreeMap<String, Option<String>>,
-    /// Keys read from the store, with the version seen (`None`: absent).
-    reads: BTreeMap<String, Option<Version>>,
-    /// Reads of the mutation running now that were not read before.
-    pending_reads: BTreeMap<String, Option<Version>>,
-    /// Entities read from the store, by key (`None`: absent).
-    cache: HashMap<String, Option<Entity>>,
-    /// The space's commit logs, read on the first scan.
-    logs: Option<Vec<CommitLog>>,
+/// A mutator's view of its space, as of the push that runs it: `get`, `has`, `set`, `del` and
+/// `scan`, like Replicache's `WriteTransaction`.
+///
+/// Reads see the writes of earlier mutations in the same push. Whatever a mutator reads
+/// decides the commit: if another push changed a key this one read (or a scanned prefix)
+/// before the commit, the whole push is run again on the new state, so a mutator always acts
+/// on a consistent snapshot and never loses another push's update.
+///
+/// Every call returns a [`Result`]: pass its errors on with `?`. They are either rejections
+/// (an oversized key or value, a value that is not the type asked for) or the engine's own
+/// outcomes, which the engine acts on even if a mutator drops them.
+///
+/// A `Tx` is cheap to clone and is valid only while its mutator runs; calls after that fail.
+///
+/// ```
+/// use replicache_dynamodb::{reject, Result, Tx};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Counter { value: i64 }
+///
+/// /// `increment {by}`: a read-modify-write.
+/// async fn increment(tx: Tx, by: i64) -> Result<()> {
+///     if by == 0 {
+///         return Err(reject("by must not be 0"));
+///     }
+///     let current = tx.get::<Counter>("counter").await?.map_or(0, |c| c.value);
+///     tx.set("counter", &Counter { value: current + by }).await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Tx {
+    overlay: Arc<Mutex<Overlay>>,
+    /// Which of the push's mutations this handle belongs to.
+    seq: u64,
+    info: Arc<MutationInfo>,
 }
 
-impl<'a> Tx<'a> {
-    /// A transaction over `space` as of `version`.
-    pub(crate) fn new(
-        store: &'a dyn Store,
-        space: &'a str,
-        version: Version,
-        commit_log_slots: u32,
-    ) -> Self {
-        Tx {
-            store,
-            space,
-            version,
-            commit_log_slots,
-            limits: store.limits(),
-            writes: BTreeMap::new(),
-            pending: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            pending_reads: BTreeMap::new(),
-            cache: HashMap::new(),
-            logs: None,
+/// Who made the mutation a [`Tx`] runs.
+#[derive(Debug)]
+pub(crate) struct MutationInfo {
+    pub(crate) user: String,
+    pub(crate) space: String,
+    pub(crate) client_id: String,
+    pub(crate) mutation_id: u64,
+}
+
+/// What [`Tx::scan`] reads: the keys under a prefix, optionally from a start key and up to a
+/// limit, in key order (UTF-8 byte order, as Replicache orders keys).
+///
+/// ```
+/// use replicache_dynamodb::Scan;
+///
+/// let all = Scan::prefix("todo/");
+/// let page = Scan::prefix("todo/").start_after("todo/0042").limit(20);
+/// # let _ = (all, page);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    prefix: String,
+    start: Option<(String, bool)>,
+    limit: Option<usize>,
+}
+
+impl Scan {
+    /// Every key starting with `prefix` (`""`: every key).
+    pub fn prefix(prefix: impl Into<String>) -> Self {
+        Scan {
+            prefix: prefix.into(),
+            ..Scan::default()
         }
     }
 
-    /// The value of `key`, or `None` if it does not exist.
-    pub async fn get(&mut self, key: &str) -> Result<Option<Value>, MutationError> {
-        self.check_key(key)?;
-        if let Some(v) = self.pending.get(key).or_else(|| self.writes.get(key)) {
-            return Ok(parse(v.as_deref()));
-        }
-        if let Some(cached) = self.cache.get(key).cloned() {
-            // Record the read again: the mutation that first read it may have been forgotten.
-            self.remember(key, cached.as_ref())?;
-            return Ok(parse(cached.and_then(|e| e.value).as_deref()));
-        }
-        let address = Address::Entity {
-            space: self.space.to_owned(),
-            key: key.to_owned(),
-        };
-        let got = self.store.get(std::slice::from_ref(&address)).await?;
-        let entity = match got.into_iter().next().flatten() {
-            Some(Record::Entity(e)) => Some(e),
-            _ => None,
-        };
-        self.remember(key, entity.as_ref())?;
-        let parsed = parse(entity.as_ref().and_then(|e| e.value.as_deref()));
-        self.cache.insert(key.to_owned(), entity);
-        Ok(parsed)
+    /// Only keys at or after `key`.
+    pub fn start_at(mut self, key: impl Into<String>) -> Self {
+        self.start = Some((key.into(), false));
+        self
     }
 
-    /// Sets `key` to `value`. A key or value too large to store is a permanent error.
-    pub fn put(&mut self, key: &str, value: &Value) -> Result<(), MutationError> {
-        self.check_key(key)?;
-        let text = value.to_string();
-        let record = Record::Entity(Entity {
-            space: self.space.to_owned(),
-            key: key.to_owned(),
-            version: self.version + 1,
-            value: Some(text),
-        });
-        let size = record_bytes(&record);
-        if size > self.limits.max_record_bytes {
-            return Err(MutationError::Invalid(format!(
-                "the value of {key:?} takes {size} bytes stored; at most {} fit",
-                self.limits.max_record_bytes
-            )));
-        }
-        let Record::Entity(Entity { value, .. }) = record else {
-            unreachable!()
-        };
-        self.pending.insert(key.to_owned(), value);
-        Ok(())
+    /// Only keys strictly after `key`.
+    pub fn start_after(mut self, key: impl Into<String>) -> Self {
+        self.start = Some((key.into(), true));
+        self
     }
 
-    /// Deletes `key` (leaving a tombstone, so that pulls can report the deletion).
-    pub fn del(&mut self, key: &str) -> Result<(), MutationError> {
-        self.check_key(key)?;
-        self.pending.insert(key.to_owned(), None);
-        Ok(())
+    /// At most `limit` entries.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
     }
 
-    /// Every existing key starting with `prefix` and its value, in key order.
-    ///
-    /// The keys a scan returns are not condition-checked at commit (a scan may return more
-    /// keys than a transaction holds checks): the scan is validated as the state at this
-    /// transaction's version instead, and the commit is conditioned on that version.
-    pub async fn scan(&mut self, prefix: &str) -> Result<Vec<(String, Value)>, MutationError> {
-        self.check_key(prefix)?;
-        let (store, space) = (self.store, self.space);
-        let records = all_pages(|page| store.entities(space, prefix, page)).await?;
-        let logs = self.commit_logs().await?.to_vec();
-        let mut seen: BTreeMap<String, Entity> = BTreeMap::new();
-        for record in records {
-            if let Record::Entity(e) = record {
-                if e.version > self.version {
-                    return Err(MutationError::Retry(format!(
-                        "scan saw {:?} at version {} above {}",
-                        e.key, e.version, self.version
-                    )));
-                }
-                seen.insert(e.key.clone(), e);
-            }
+    fn admits(&self, key: &str) -> bool {
+        match &self.start {
+            None => true,
+            Some((start, true)) => key > start.as_str(),
+            Some((start, false)) => key >= start.as_str(),
         }
-        // A scan is read-committed: a key written by a recent commit may not be visible yet
-        // (a phantom). Commit logs list what each recent commit wrote; every such key under
-        // the prefix must have been seen at least at that commit's version.
-        for log in &logs {
-            for written in &log.written {
-                if let Written::Entity(k) = written {
-                    if k.starts_with(prefix) && seen.get(k).is_none_or(|e| e.version < log.version)
-                    {
-                        return Err(MutationError::Retry(format!(
-                            "commit {} is not yet visible to a scan of {prefix:?}",
-                            log.version
-                        )));
-                    }
-                }
-            }
-        }
-        for entity in seen.values() {
-            self.read_before(&entity.key, Some(entity.version))?;
-            self.cache.insert(entity.key.clone(), Some(entity.clone()));
-        }
-        let mut view: BTreeMap<String, Option<String>> =
-            seen.into_iter().map(|(k, e)| (k, e.value)).collect();
-        for (k, v) in self.writes.iter().chain(self.pending.iter()) {
-            if k.starts_with(prefix) {
-                view.insert(k.clone(), v.clone());
-            }
-        }
-        Ok(view
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, parse(Some(&v)).unwrap_or(Value::Null))))
-            .collect())
+    }
+}
+
+impl From<&str> for Scan {
+    fn from(prefix: &str) -> Self {
+        Scan::prefix(prefix)
+    }
+}
+
+impl From<String> for Scan {
+    fn from(prefix: String) -> Self {
+        Scan::prefix(prefix)
+    }
+}
+
+impl Tx {
+    pub(crate) fn new(overlay: Arc<Mutex<Overlay>>, seq: u64, info: Arc<MutationInfo>) -> Self {
+        Tx { overlay, seq, info }
     }
 
-    /// The commit logs of the commits at or below this transaction's version that a reader
-    /// cannot yet assume visible, after checking that each of them is itself visible.
-    async fn commit_logs(&mut self) -> Result<&[CommitLog], MutationError> {
-        if self.logs.is_none() {
-            let (store, space) = (self.store, self.space);
-            let records = all_pages(|page| store.commit_logs(space, page)).await?;
-            let logs: Vec<CommitLog> = records
-                .into_iter()
-                .filter_map(|r| match r {
-                    Record::CommitLog(l) => Some(l),
-                    _ => None,
+    /// The authenticated user who pushed the mutation.
+    pub fn user(&self) -> &str {
+        &self.info.user
+    }
+
+    /// The space the mutation was pushed to.
+    pub fn space(&self) -> &str {
+        &self.info.space
+    }
+
+    /// The client (browser tab) that made the mutation.
+    pub fn client_id(&self) -> &str {
+        &self.info.client_id
+    }
+
+    /// The mutation's id: its client's sequence number, from 1.
+    pub fn mutation_id(&self) -> u64 {
+        self.info.mutation_id
+    }
+
+    /// The value of `key` as a `T`, or `None` if the key does not exist. A value that is not
+    /// a `T` rejects the mutation (use [`serde_json::Value`] to take any value).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let mut overlay = self.open().await?;
+        let read = overlay.get(key).await;
+        let value = settle(&mut overlay, read)?;
+        value
+            .map(|v| {
+                serde_json::from_value(v).map_err(|e| {
+                    reject(format!(
+                        "the value of {key:?} is not a {}: {e}",
+                        std::any::type_name::<T>()
+                    ))
                 })
-                .collect();
-            let recent =
-                crate::engine::recent_commits(&logs, 0, self.version, self.commit_log_slots)
-                    .map_err(MutationError::Retry)?;
-            self.logs = Some(recent.into_iter().cloned().collect());
+            })
+            .transpose()
+    }
+
+    /// Whether `key` exists.
+    pub async fn has(&self, key: &str) -> Result<bool> {
+        let mut overlay = self.open().await?;
+        let read = overlay.get(key).await;
+        Ok(settle(&mut overlay, read)?.is_some())
+    }
+
+    /// Sets `key` to `value`. A key over 1,022 bytes or a value over about 199 KB stored
+    /// rejects the mutation.
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        let value = serde_json::to_value(value)
+            .map_err(|e| reject(format!("the value for {key:?} is not JSON: {e}")))?;
+        self.open().await?.put(key, &value)
+    }
+
+    /// Deletes `key` (nothing happens if it does not exist). Use [`Tx::has`] first to know
+    /// whether it did: that read then becomes part of what the commit depends on.
+    pub async fn del(&self, key: &str) -> Result<()> {
+        self.open().await?.del(key)
+    }
+
+    /// The entries `scan` selects, values as `T`, in key order.
+    ///
+    /// A scan sees exactly the space as of the push (no phantoms, no half-visible commits)
+    /// plus this push's own writes. It reads the whole prefix from the store and applies the
+    /// start key and limit after, so give scans prefixes that stay reasonably small.
+    pub async fn scan<T: DeserializeOwned>(
+        &self,
+        scan: impl Into<Scan>,
+    ) -> Result<Vec<(String, T)>> {
+        let scan = scan.into();
+        let mut overlay = self.open().await?;
+        let read = overlay.scan(&scan.prefix).await;
+        let entries = settle(&mut overlay, read)?;
+        drop(overlay);
+        entries
+            .into_iter()
+            .filter(|(k, _)| scan.admits(k))
+            .take(scan.limit.unwrap_or(usize::MAX))
+            .map(|(k, v)| match serde_json::from_value(v) {
+                Ok(t) => Ok((k, t)),
+                Err(e) => Err(reject(format!(
+                    "the value of {k:?} is not a {}: {e}",
+                    std::any::type_name::<T>()
+                ))),
+            })
+            .collect()
+    }
+
+    /// The overlay, if this handle's mutation is still running.
+    async fn open(&self) -> Result<MutexGuard<'_, Overlay>> {
+        let overlay = self.overlay.lock().await;
+        if overlay.current != self.seq {
+            return Err(reject(
+                "this Tx belongs to a mutation that has finished; use the Tx a mutator is given",
+            ));
         }
-        Ok(self.logs.as_deref().unwrap_or_default())
-    }
-
-    /// Records a read of `key` for the commit's conditions.
-    fn remember(&mut self, key: &str, entity: Option<&Entity>) -> Result<(), MutationError> {
-        let version = entity.map(|e| e.version);
-        if !self.read_before(key, version)? {
-            self.pending_reads.insert(key.to_owned(), version);
-        }
-        Ok(())
-    }
-
-    /// Whether `key` was read before in this transaction; a retry if it was read at another
-    /// version than `version` (the two reads straddle a commit).
-    fn read_before(&self, key: &str, version: Option<Version>) -> Result<bool, MutationError> {
-        match self.reads.get(key).or_else(|| self.pending_reads.get(key)) {
-            Some(before) if *before != version => Err(MutationError::Retry(format!(
-                "{key:?} changed between two reads"
-            ))),
-            Some(_) => Ok(true),
-            None => Ok(false),
-        }
-    }
-
-    fn check_key(&self, key: &str) -> Result<(), MutationError> {
-        if key.len() > self.limits.max_key_bytes {
-            return Err(MutationError::Invalid(format!(
-                "key of {} bytes; keys hold at most {} bytes",
-                key.len(),
-                self.limits.max_key_bytes
-            )));
-        }
-        Ok(())
-    }
-
-    /// Accepts the running mutation's reads and writes.
-    pub(crate) fn keep(&mut self) {
-        self.writes.append(&mut self.pending);
-        self.reads.append(&mut self.pending_reads);
-    }
-
-    /// Drops the running mutation's writes. Its reads stay pending (its outcome, an error,
-    /// still depended on them) until [`Tx::keep`] or [`Tx::forget`].
-    pub(crate) fn discard_writes(&mut self) {
-        self.pending.clear();
-    }
-
-    /// Forgets the running mutation entirely, as if it had not run.
-    pub(crate) fn forget(&mut self) {
-        self.pending.clear();
-        self.pending_reads.clear();
-    }
-
-    /// Distinct entities the transaction would touch, running mutation included.
-    pub(crate) fn touched(&self) -> usize {
-        let mut keys: std::collections::BTreeSet<&String> = self.writes.keys().collect();
-        keys.extend(self.pending.keys());
-        keys.extend(self.reads.keys());
-        keys.extend(self.pending_reads.keys());
-        keys.len()
-    }
-
-    /// Estimated bytes the entity writes take, running mutation included.
-    pub(crate) fn write_bytes(&self) -> usize {
-        let entity_overhead = 64 + self.space.len();
-        self.writes
-            .iter()
-            .chain(self.pending.iter())
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len) + entity_overhead)
-            .sum()
-    }
-
-    /// The accepted writes and reads, for the commit.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        BTreeMap<String, Option<String>>,
-        BTreeMap<String, Option<Version>>,
-    ) {
-        (self.writes, self.reads)
+        Ok(overlay)
     }
 }
 
-fn parse(text: Option<&str>) -> Option<Value> {
-    text.map(|t| serde_json::from_str(t).unwrap_or(Value::Null))
+/// Remembers an engine outcome (retry, store failure) that a call ran into, so that a
+/// mutator that drops the error changes nothing: the engine acts on it all the same.
+fn settle<R>(overlay: &mut Overlay, result: Result<R>) -> Result<R> {
+    if let Err(e) = &result {
+        if !e.is_rejection() && overlay.failure.is_none() {
+            overlay.failure = Some(e.clone());
+        }
+    }
+    result
 }

@@ -1,79 +1,38 @@
 //! The application the tests run: the chat mutators plus generic ones that exercise reads
 //! (read-modify-write, scans) and raw keys and values.
 
-use async_trait::async_trait;
-use replicache_dynamodb::{chat, MutationError, Mutator, Mutators, Tx};
+use replicache_dynamodb::{reject, App, Mutators, Result, Scan, Tx};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// `put {key, value}`.
-pub struct Put;
-/// Arguments of [`Put`].
+/// Arguments of `put`.
 #[derive(Deserialize)]
 pub struct PutArgs {
     key: String,
     value: Value,
 }
-#[async_trait]
-impl Mutator for Put {
-    type Args = PutArgs;
-    async fn apply(&self, tx: &mut Tx<'_>, a: PutArgs) -> Result<(), MutationError> {
-        tx.put(&a.key, &a.value)
-    }
-}
 
-/// `del {key}`.
-pub struct Del;
-/// Arguments of [`Del`].
+/// Arguments of `del`.
 #[derive(Deserialize)]
 pub struct DelArgs {
     key: String,
 }
-#[async_trait]
-impl Mutator for Del {
-    type Args = DelArgs;
-    async fn apply(&self, tx: &mut Tx<'_>, a: DelArgs) -> Result<(), MutationError> {
-        tx.del(&a.key)
-    }
-}
 
-/// `incr {key, by}`: reads a number and writes it back increased (0 when absent).
-pub struct Incr;
-/// Arguments of [`Incr`].
+/// Arguments of `incr`.
 #[derive(Deserialize)]
 pub struct IncrArgs {
     key: String,
     by: i64,
 }
-#[async_trait]
-impl Mutator for Incr {
-    type Args = IncrArgs;
-    async fn apply(&self, tx: &mut Tx<'_>, a: IncrArgs) -> Result<(), MutationError> {
-        let current = tx.get(&a.key).await?.and_then(|v| v.as_i64()).unwrap_or(0);
-        tx.put(&a.key, &json!(current + a.by))
-    }
-}
 
-/// `count {prefix, into}`: writes the number of keys under `prefix` to `into`.
-pub struct Count;
-/// Arguments of [`Count`].
+/// Arguments of `count`.
 #[derive(Deserialize)]
 pub struct CountArgs {
     prefix: String,
     into: String,
 }
-#[async_trait]
-impl Mutator for Count {
-    type Args = CountArgs;
-    async fn apply(&self, tx: &mut Tx<'_>, a: CountArgs) -> Result<(), MutationError> {
-        let n = tx.scan(&a.prefix).await?.len();
-        tx.put(&a.into, &json!(n))
-    }
-}
 
-/// `putMany {keys, value, read?}`: reads `read` if given, then writes every key.
-pub struct PutMany;
-/// Arguments of [`PutMany`].
+/// Arguments of `putMany`.
 #[derive(Deserialize)]
 pub struct PutManyArgs {
     keys: Vec<String>,
@@ -81,58 +40,80 @@ pub struct PutManyArgs {
     #[serde(default)]
     read: Option<String>,
 }
-#[async_trait]
-impl Mutator for PutMany {
-    type Args = PutManyArgs;
-    async fn apply(&self, tx: &mut Tx<'_>, a: PutManyArgs) -> Result<(), MutationError> {
-        if let Some(k) = &a.read {
-            tx.get(k).await?;
-        }
-        for k in &a.keys {
-            tx.put(k, &a.value)?;
-        }
-        Ok(())
-    }
-}
 
-/// `readThenFail {keys}`: reads every key, then rejects the mutation (a rule that depends on
-/// what it read).
-pub struct ReadThenFail;
-/// Arguments of [`ReadThenFail`].
+/// Arguments of `readThenFail`.
 #[derive(Deserialize)]
 pub struct ReadThenFailArgs {
     keys: Vec<String>,
 }
-#[async_trait]
-impl Mutator for ReadThenFail {
-    type Args = ReadThenFailArgs;
-    async fn apply(&self, tx: &mut Tx<'_>, a: ReadThenFailArgs) -> Result<(), MutationError> {
-        for k in &a.keys {
-            tx.get(k).await?;
-        }
-        Err(MutationError::Invalid("rejected after reading".into()))
+
+/// `put {key, value}`.
+pub async fn put(tx: Tx, a: PutArgs) -> Result<()> {
+    tx.set(&a.key, &a.value).await
+}
+
+/// `del {key}`.
+pub async fn del(tx: Tx, a: DelArgs) -> Result<()> {
+    tx.del(&a.key).await
+}
+
+/// `incr {key, by}`: reads a number and writes it back increased (0 when absent).
+pub async fn incr(tx: Tx, a: IncrArgs) -> Result<()> {
+    let current = tx
+        .get::<Value>(&a.key)
+        .await?
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    tx.set(&a.key, &json!(current + a.by)).await
+}
+
+/// `count {prefix, into}`: writes the number of keys under `prefix` to `into`.
+pub async fn count(tx: Tx, a: CountArgs) -> Result<()> {
+    let n = tx.scan::<Value>(Scan::prefix(a.prefix)).await?.len();
+    tx.set(&a.into, &json!(n)).await
+}
+
+/// `putMany {keys, value, read?}`: reads `read` if given, then writes every key.
+pub async fn put_many(tx: Tx, a: PutManyArgs) -> Result<()> {
+    if let Some(k) = &a.read {
+        tx.get::<Value>(k).await?;
     }
+    for k in &a.keys {
+        tx.set(k, &a.value).await?;
+    }
+    Ok(())
+}
+
+/// `readThenFail {keys}`: reads every key, then rejects the mutation (a rule that depends on
+/// what it read).
+pub async fn read_then_fail(tx: Tx, a: ReadThenFailArgs) -> Result<()> {
+    for k in &a.keys {
+        tx.get::<Value>(k).await?;
+    }
+    Err(reject("rejected after reading"))
 }
 
 /// `fail {}`: a business rule that always rejects, after writing (the write must vanish).
-pub struct Fail;
-#[async_trait]
-impl Mutator for Fail {
-    type Args = Value;
-    async fn apply(&self, tx: &mut Tx<'_>, _: Value) -> Result<(), MutationError> {
-        tx.put("fail/written", &json!(true))?;
-        Err(MutationError::Invalid("rejected by a business rule".into()))
-    }
+pub async fn fail(tx: Tx, _: Value) -> Result<()> {
+    tx.set("fail/written", &true).await?;
+    Err(reject("rejected by a business rule"))
 }
 
 /// The chat mutators and the generic ones above.
 pub fn mutators() -> Mutators {
-    chat::mutators()
-        .register("put", Put)
-        .register("del", Del)
-        .register("incr", Incr)
-        .register("count", Count)
-        .register("fail", Fail)
-        .register("putMany", PutMany)
-        .register("readThenFail", ReadThenFail)
+    Mutators::new()
+        .register("createMessage", chat::create_message)
+        .register("deleteMessage", chat::delete_message)
+        .register("put", put)
+        .register("del", del)
+        .register("incr", incr)
+        .register("count", count)
+        .register("fail", fail)
+        .register("putMany", put_many)
+        .register("readThenFail", read_then_fail)
+}
+
+/// The test application: [`mutators`], open to everyone.
+pub fn app() -> App {
+    App::new(mutators())
 }

@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use integration_tests::app;
-use replicache_dynamodb::auth::AuthMode;
-use replicache_dynamodb::http_api::{Api, ApiRequest, Operation};
+use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
 use replicache_dynamodb::store::memory::MemoryStore;
+use replicache_dynamodb::Operation;
 use replicache_dynamodb::{Engine, EngineConfig};
 use serde_json::{json, Value};
 
 fn api_with(config: EngineConfig, max_body_bytes: usize) -> Api {
-    let engine = Engine::new(Arc::new(MemoryStore::new()), app::mutators(), config);
+    let engine = Engine::new(Arc::new(MemoryStore::new()), app::app(), config);
     Api::new(engine, AuthMode::Header, max_body_bytes)
 }
 

@@ -2,7 +2,6 @@
 
 mod bad_input;
 mod concurrency;
-mod cookies;
 mod handlers;
 mod model_check;
 mod protocol;
@@ -17,7 +16,7 @@ use replicache_dynamodb::{Engine, EngineConfig};
 
 /// An engine running the test application over `store`.
 pub fn engine(store: Arc<dyn Store>) -> Engine {
-    Engine::new(store, app::mutators(), EngineConfig::default())
+    Engine::new(store, app::app(), EngineConfig::default())
 }
 
 /// A fresh engine on a fresh store of `backend`.

@@ -1,6 +1,8 @@
-//! The pull Lambda function: `POST /api/replicache/pull`.
+//! The pull Lambda function: `POST /api/replicache/pull` of the chat application.
+
+use replicache_dynamodb::{lambda, Operation};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    replicache_dynamodb::lambda::run(replicache_dynamodb::http_api::Operation::Pull).await
+    lambda::serve(Operation::Pull, chat::app()).await
 }

@@ -1,6 +1,8 @@
-//! The push Lambda function: `POST /api/replicache/push`.
+//! The push Lambda function: `POST /api/replicache/push` of the chat application.
+
+use replicache_dynamodb::{lambda, Operation};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    replicache_dynamodb::lambda::run(replicache_dynamodb::http_api::Operation::Push).await
+    lambda::serve(Operation::Push, chat::app()).await
 }

@@ -4,17 +4,21 @@
 mod pull;
 mod push;
 
+pub use push::{PushOutcome, Rejection};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::mutators::Mutators;
+use crate::app::{Access, App, Operation, SpaceRequest};
+use crate::error::Kind;
 use crate::protocol::{ProtocolError, VersionType, PROTOCOL_VERSION};
-use crate::store::{CommitLog, Store, StoreError, Version};
+use crate::store::{Store, StoreError, Version};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// The schema version clients must send, if any.
+    /// The schema version clients must send, overriding the application's
+    /// ([`App::schema_version`]); `None`: the application's, if any.
     pub schema_version: Option<String>,
     /// Attempts a push or pull makes against conflicts or partly visible commits before it
     /// answers 503 (the client then retries with its own backoff).
@@ -58,6 +62,9 @@ pub enum EngineError {
     /// The caller may not use this client group or client (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// The application's space policy refused the caller this space (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The request is malformed (400).
     #[error("{0}")]
     BadRequest(String),
@@ -87,7 +94,7 @@ pub type CommitListener = Arc<dyn Fn(&str, Version) + Send + Sync>;
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn Store>,
-    mutators: Mutators,
+    app: App,
     config: EngineConfig,
     on_commit: Option<CommitListener>,
 }
@@ -110,13 +117,35 @@ impl From<StoreError> for Attempt {
 }
 
 impl Engine {
-    /// An engine running `mutators` over `store`.
-    pub fn new(store: Arc<dyn Store>, mutators: Mutators, config: EngineConfig) -> Self {
+    /// An engine running `app` over `store`.
+    pub fn new(store: Arc<dyn Store>, app: App, mut config: EngineConfig) -> Self {
+        if config.schema_version.is_none() {
+            config.schema_version = app.schema_version.clone();
+        }
         Engine {
             store,
-            mutators,
+            app,
             config,
             on_commit: None,
+        }
+    }
+
+    /// Asks the application's space policy whether `caller` may do `operation` with the
+    /// space; nothing else is read or written before it says yes.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+    ) -> Result<(), EngineError> {
+        let request = SpaceRequest::new(&caller.user, &caller.space, operation, self.store.clone());
+        match self.app.access(request).await {
+            Ok(Access::Allow) => Ok(()),
+            Ok(Access::Deny(reason)) => Err(EngineError::Forbidden(reason)),
+            Err(e) => Err(match e.0 {
+                Kind::Store(e) => e.into(),
+                Kind::Retry(why) => EngineError::Unavailable(why),
+                Kind::Rejected(reason) => EngineError::Forbidden(reason),
+            }),
         }
     }
 
@@ -161,42 +190,6 @@ impl Engine {
         };
         Some(ProtocolError::VersionNotSupported { version_type })
     }
-}
-
-/// The commit logs of the commits in `(after, version]` that are recent enough that their
-/// visibility must be checked, or why they cannot be trusted yet: a slot does not show the
-/// commit it should (that commit is not visible yet), or shows one newer than `version`.
-pub(crate) fn recent_commits(
-    logs: &[CommitLog],
-    after: Version,
-    version: Version,
-    slots: u32,
-) -> Result<Vec<&CommitLog>, String> {
-    let slots = u64::from(slots.max(1));
-    let mut by_slot: std::collections::HashMap<u32, &CommitLog> = Default::default();
-    for log in logs {
-        if log.version > version {
-            return Err(format!(
-                "commit {} above version {version} is partly visible",
-                log.version
-            ));
-        }
-        let known = by_slot.entry(log.slot).or_insert(log);
-        if log.version > known.version {
-            *known = log;
-        }
-    }
-    let first = after.max(version.saturating_sub(slots)) + 1;
-    (first..=version)
-        .map(|v| {
-            let slot = (v % slots) as u32;
-            by_slot
-                .get(&slot)
-                .filter(|log| log.version == v)
-                .copied()
-                .ok_or_else(|| format!("commit {v} is not visible yet"))
-        })
-        .collect()
 }
 
 /// Longest client or client group id accepted.

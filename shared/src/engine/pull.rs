@@ -1,15 +1,17 @@
 //! Pull: the changes between the request's cookie and the space's current version, read
 //! with a read-committed query and validated as one snapshot before they are answered.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 use tracing::debug;
 
 use super::{Attempt, Caller, Engine, EngineError};
+use crate::app::Operation;
 use crate::cookie::{self, Base};
 use crate::protocol::{PatchOp, PullRequest, PullResponse, Reply, VersionType};
-use crate::store::{all_pages, Address, CommitLog, Record, Version, Written};
+use crate::snapshot::changes_at;
+use crate::store::{all_pages, Address, Record};
 
 impl Engine {
     /// Answers a pull: cookie, lmid changes of the caller's client group, and patch, all from
@@ -25,6 +27,7 @@ impl Engine {
             return Ok(Reply::Error(e));
         }
         super::validate_id("clientGroupID", &req.client_group_id)?;
+        self.authorize(caller, Operation::Pull).await?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -80,7 +83,7 @@ impl Engine {
             let store = self.store.as_ref();
             all_pages(|page| store.changes(space, after, page)).await?
         };
-        let latest = snapshot(records, after, version, self.config.commit_log_slots)
+        let latest = changes_at(records, after, version, self.config.commit_log_slots)
             .map_err(Attempt::Retry)?;
 
         let full = !matches!(base, Base::Version(_));
@@ -111,55 +114,4 @@ impl Engine {
             patch,
         })
     }
-}
-
-/// The latest record per address from a read-committed query of the changes in
-/// `(after, version]`, if they are exactly the state at `version`: nothing newer than
-/// `version` is visible, and every recent commit in the range is visible on every record it
-/// wrote. Otherwise, why not.
-fn snapshot(
-    records: Vec<Record>,
-    after: Version,
-    version: Version,
-    slots: u32,
-) -> Result<BTreeMap<Address, Record>, String> {
-    let mut latest: BTreeMap<Address, Record> = BTreeMap::new();
-    let mut logs: Vec<CommitLog> = Vec::new();
-    for record in records {
-        let v = record.row_version().unwrap_or(0);
-        if v > version {
-            return Err(format!(
-                "a commit above version {version} is partly visible"
-            ));
-        }
-        if let Record::CommitLog(log) = &record {
-            logs.push(log.clone());
-        }
-        let address = record.address();
-        if latest
-            .get(&address)
-            .is_none_or(|r| r.row_version().unwrap_or(0) < v)
-        {
-            latest.insert(address, record);
-        }
-    }
-    let seen: HashMap<Written, Version> = latest
-        .values()
-        .filter_map(|r| match r {
-            Record::Entity(e) => Some((Written::Entity(e.key.clone()), e.version)),
-            Record::Client(c) => Some((Written::Client(c.id.clone()), c.version)),
-            _ => None,
-        })
-        .collect();
-    for log in super::recent_commits(&logs, after, version, slots)? {
-        for w in &log.written {
-            if seen.get(w).is_none_or(|v| *v < log.version) {
-                return Err(format!(
-                    "commit {} is not visible on {w:?} yet",
-                    log.version
-                ));
-            }
-        }
-    }
-    Ok(latest)
 }

@@ -2,16 +2,19 @@
 //! the space version, the clients' lmids and every key the mutators read.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
 use super::{Attempt, Caller, Engine, EngineError};
-use crate::mutators::MutationError;
+use crate::app::Operation;
+use crate::error::Kind;
+use crate::overlay::Overlay;
 use crate::protocol::{ProtocolError, PushRequest, Reply, VersionType};
 use crate::store::{
     Address, Client, CommitLog, Entity, Expect, Group, Record, SpaceMeta, Version, Write, Written,
 };
-use crate::tx::Tx;
+use crate::tx::{MutationInfo, Tx};
 
 /// Actions every commit spends besides clients and entities: the space counter and the
 /// commit log slot.
@@ -27,6 +30,30 @@ enum Step {
     Partial,
 }
 
+/// What a push did, beyond its reply: for tests and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// Mutations processed (applied or rejected), each once.
+    pub processed: usize,
+    /// The mutations the application rejected (or that were too large to commit).
+    pub rejected: Vec<Rejection>,
+    /// Commits made (a large push takes several).
+    pub commits: usize,
+}
+
+/// A mutation that was skipped for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Its client.
+    pub client_id: String,
+    /// Its id.
+    pub mutation_id: u64,
+    /// Its mutator.
+    pub mutator: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// A client as the attempt sees it.
 struct ClientState {
     lmid: u64,
@@ -38,6 +65,18 @@ struct ClientState {
 impl Engine {
     /// Processes a push: every mutation with an id above its client's lmid, in order.
     pub async fn push(&self, caller: &Caller, req: &PushRequest) -> Result<Reply<()>, EngineError> {
+        Ok(match self.push_outcome(caller, req).await? {
+            Reply::Ok(_) => Reply::Ok(()),
+            Reply::Error(e) => Reply::Error(e),
+        })
+    }
+
+    /// [`Engine::push`], telling what it did.
+    pub async fn push_outcome(
+        &self,
+        caller: &Caller,
+        req: &PushRequest,
+    ) -> Result<Reply<PushOutcome>, EngineError> {
         if let Some(e) =
             self.version_error(req.push_version, VersionType::Push, &req.schema_version)
         {
@@ -47,11 +86,22 @@ impl Engine {
         for m in &req.mutations {
             super::validate_id("clientID", &m.client_id)?;
         }
+        self.authorize(caller, Operation::Push).await?;
+        let mut outcome = PushOutcome::default();
         let mut failures = 0;
         loop {
-            match self.push_attempt(caller, req).await {
-                Ok(Step::Done(reply)) => return Ok(reply),
-                Ok(Step::Partial) => failures = 0,
+            let mut attempt = PushOutcome::default();
+            match self.push_attempt(caller, req, &mut attempt).await {
+                Ok(step) => {
+                    outcome.processed += attempt.processed;
+                    outcome.commits += attempt.commits;
+                    outcome.rejected.append(&mut attempt.rejected);
+                    match step {
+                        Step::Done(Reply::Ok(())) => return Ok(Reply::Ok(outcome)),
+                        Step::Done(Reply::Error(e)) => return Ok(Reply::Error(e)),
+                        Step::Partial => failures = 0,
+                    }
+                }
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Retry(why)) => {
                     failures += 1;
@@ -67,7 +117,12 @@ impl Engine {
         }
     }
 
-    async fn push_attempt(&self, caller: &Caller, req: &PushRequest) -> Result<Step, Attempt> {
+    async fn push_attempt(
+        &self,
+        caller: &Caller,
+        req: &PushRequest,
+        outcome: &mut PushOutcome,
+    ) -> Result<Step, Attempt> {
         let space = caller.space.as_str();
         let group_id = req.client_group_id.as_str();
         let mut client_ids: Vec<&str> = Vec::new();
@@ -126,12 +181,12 @@ impl Engine {
 
         let version = meta.as_ref().map_or(0, |m| m.version);
         let limits = self.store.limits();
-        let mut tx = Tx::new(
-            self.store.as_ref(),
+        let overlay = Arc::new(tokio::sync::Mutex::new(Overlay::new(
+            self.store.clone(),
             space,
             version,
             self.config.commit_log_slots,
-        );
+        )));
         let mut applied = 0usize;
         let mut more = false;
         for m in &req.mutations {
@@ -146,32 +201,66 @@ impl Engine {
                 );
                 return Ok(Step::Done(Reply::Error(ProtocolError::ClientStateNotFound)));
             }
-            match self.mutators.run(&m.name, &mut tx, m.args.clone()).await {
+            // Each mutation gets its own handle; it stops working when the mutator returns.
+            let seq = {
+                let mut o = overlay.lock().await;
+                o.current += 1;
+                o.current
+            };
+            let info = MutationInfo {
+                user: caller.user.clone(),
+                space: space.to_owned(),
+                client_id: m.client_id.clone(),
+                mutation_id: m.id,
+            };
+            let tx = Tx::new(overlay.clone(), seq, Arc::new(info));
+            let result = self.app.mutators.run(&m.name, tx, m.args.clone()).await;
+            let mut o = overlay.lock().await;
+            o.current += 1;
+            // An engine outcome the mutator ran into wins over whatever it returned.
+            let result = match o.failure.take() {
+                Some(failure) => Err(failure),
+                None => result,
+            };
+            let mut rejection = None;
+            match result.map_err(|e| e.0) {
                 Ok(()) => {}
-                Err(MutationError::Invalid(reason)) => {
+                Err(Kind::Rejected(reason)) => {
                     warn!(client = %m.client_id, id = m.id, mutator = %m.name, %reason,
                         "mutation rejected; skipping it");
-                    tx.discard_writes();
+                    o.discard_writes();
+                    rejection = Some(reason);
                 }
-                Err(MutationError::Retry(why)) => return Err(Attempt::Retry(why)),
-                Err(MutationError::Store(e)) => return Err(Attempt::Fail(e.into())),
+                Err(Kind::Retry(why)) => return Err(Attempt::Retry(why)),
+                Err(Kind::Store(e)) => return Err(Attempt::Fail(e.into())),
             }
             let new_client = usize::from(!client.dirty);
             let dirty_clients = clients.values().filter(|c| c.dirty).count() + new_client;
-            let actions = FIXED_ACTIONS + usize::from(!group_exists) + dirty_clients + tx.touched();
-            let bytes = FIXED_BYTES + tx.write_bytes();
+            let actions = FIXED_ACTIONS + usize::from(!group_exists) + dirty_clients + o.touched();
+            let bytes = FIXED_BYTES + o.write_bytes();
             if actions > limits.max_write_actions || bytes > limits.max_write_bytes {
                 if applied > 0 {
                     // Commit what fits; the rest goes in the next transaction.
-                    tx.forget();
+                    o.forget();
                     more = true;
                     break;
                 }
                 warn!(client = %m.client_id, id = m.id, mutator = %m.name, actions, bytes,
                     "mutation touches more than one transaction holds; skipping it");
-                tx.forget();
+                o.forget();
+                rejection = Some(format!(
+                    "touches more than one transaction holds ({actions} actions, {bytes} bytes)"
+                ));
             } else {
-                tx.keep();
+                o.keep();
+            }
+            if let Some(reason) = rejection {
+                outcome.rejected.push(Rejection {
+                    client_id: m.client_id.clone(),
+                    mutation_id: m.id,
+                    mutator: m.name.clone(),
+                    reason,
+                });
             }
             let client = clients.get_mut(m.client_id.as_str()).expect("read above");
             client.lmid = m.id;
@@ -187,7 +276,7 @@ impl Engine {
             || format!("{:016x}", fastrand::u64(..)),
             |m| m.epoch.clone(),
         );
-        let (entity_writes, reads) = tx.into_parts();
+        let (entity_writes, reads) = overlay.lock().await.take_parts();
         let expect_read = |key: &str| match reads.get(key) {
             Some(Some(v)) => Expect::Version(*v),
             Some(None) => Expect::Absent,
@@ -267,6 +356,8 @@ impl Engine {
             actions,
             "committed"
         );
+        outcome.processed = applied;
+        outcome.commits = 1;
         if let Some(listener) = &self.on_commit {
             listener(space, new_version);
         }

@@ -1,4 +1,5 @@
-//! The storage trait the engine runs on, and its records.
+//! The storage trait the engine runs on, and its records: for store implementers and tests.
+//! Applications never need this module; they read and write through [`Tx`](crate::Tx).
 //!
 //! The trait is shaped after DynamoDB's primitives so that the DynamoDB implementation is a
 //! direct translation and the in-memory one can reproduce DynamoDB's weakest guarantees:
@@ -11,6 +12,7 @@
 //!
 //! Nothing in the engine depends on which implementation it runs on.
 
+#[cfg(feature = "dynamodb")]
 pub mod dynamo;
 pub mod memory;
 

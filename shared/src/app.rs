@@ -1,0 +1,223 @@
+//! [`App`]: an application as the server runs it: its mutators, who may use which space, and
+//! its schema version.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{reject, Result};
+use crate::mutators::Mutators;
+use crate::store::{Address, Record, Store};
+
+/// What a request does with a space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Push mutations (`POST /api/replicache/push`).
+    Push,
+    /// Pull changes (`POST /api/replicache/pull`).
+    Pull,
+    /// Listen for pokes (the WebSocket).
+    Poke,
+}
+
+impl Operation {
+    /// `"push"`, `"pull"` or `"poke"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Push => "push",
+            Operation::Pull => "pull",
+            Operation::Poke => "poke",
+        }
+    }
+}
+
+/// A space policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// The user may use the space.
+    Allow,
+    /// The user may not (403), for this reason.
+    Deny(String),
+}
+
+impl Access {
+    /// [`Access::Deny`] for `reason`.
+    pub fn deny(reason: impl std::fmt::Display) -> Self {
+        Access::Deny(reason.to_string())
+    }
+}
+
+impl From<bool> for Access {
+    /// `true` allows; `false` denies without a particular reason.
+    fn from(allowed: bool) -> Self {
+        if allowed {
+            Access::Allow
+        } else {
+            Access::deny("this user may not use this space")
+        }
+    }
+}
+
+/// What a space policy decides on: who wants to do what with which space, and a way to read
+/// the application's own records (a membership list, say) to decide.
+#[derive(Clone)]
+pub struct SpaceRequest {
+    user: String,
+    space: String,
+    operation: Operation,
+    store: Arc<dyn Store>,
+}
+
+impl SpaceRequest {
+    pub(crate) fn new(
+        user: &str,
+        space: &str,
+        operation: Operation,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        SpaceRequest {
+            user: user.to_owned(),
+            space: space.to_owned(),
+            operation,
+            store,
+        }
+    }
+
+    /// The authenticated user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The space asked for.
+    pub fn space(&self) -> &str {
+        &self.space
+    }
+
+    /// What the user wants to do.
+    pub fn operation(&self) -> Operation {
+        self.operation
+    }
+
+    /// The current value of `key` in the space asked for (a strongly consistent read).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.get_in(&self.space, key).await
+    }
+
+    /// The current value of `key` in `space` (a strongly consistent read).
+    ///
+    /// A policy decides before the push or pull runs, not atomically with it: a membership
+    /// removed while a push is in flight may let that push through. A mutator that must not
+    /// race with such a change reads the record through its [`Tx`](crate::Tx) instead, which
+    /// conditions the commit on it.
+    pub async fn get_in<T: DeserializeOwned>(&self, space: &str, key: &str) -> Result<Option<T>> {
+        let address = Address::Entity {
+            space: space.to_owned(),
+            key: key.to_owned(),
+        };
+        let got = self.store.get(std::slice::from_ref(&address)).await?;
+        let Some(Some(Record::Entity(entity))) = got.into_iter().next() else {
+            return Ok(None);
+        };
+        entity
+            .value
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| {
+                    reject(format!(
+                        "the value of {key:?} in {space:?} is not the type asked for: {e}"
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+type Policy =
+    Arc<dyn Fn(SpaceRequest) -> Pin<Box<dyn Future<Output = Result<Access>> + Send>> + Send + Sync>;
+
+/// An application: its [`Mutators`], its space policy and its schema version. Hand it to the
+/// Lambda entry point (`lambda::serve`), the local server (`dev::run`) or the test
+/// helper (`testing::TestServer`).
+///
+/// ```
+/// use replicache_dynamodb::{Access, App, Mutators, Result, Tx};
+///
+/// async fn touch(tx: Tx, key: String) -> Result<()> {
+///     tx.set(&key, &true).await
+/// }
+///
+/// // Every user has one private space, named after them.
+/// let app = App::new(Mutators::new().register("touch", touch))
+///     .space_policy(|request| async move {
+///         Ok(Access::from(request.space() == format!("private-{}", request.user())))
+///     })
+///     .schema_version("1");
+/// # let _ = app;
+/// ```
+#[derive(Clone)]
+pub struct App {
+    pub(crate) mutators: Mutators,
+    policy: Option<Policy>,
+    pub(crate) schema_version: Option<String>,
+}
+
+impl App {
+    /// An application with these mutators, open to every authenticated user in every space,
+    /// accepting any schema version.
+    pub fn new(mutators: Mutators) -> Self {
+        App {
+            mutators,
+            policy: None,
+            schema_version: None,
+        }
+    }
+
+    /// Decides, before anything is read or written, whether a user may push to, pull from or
+    /// listen to a space. [`Access::Deny`] answers 403; an error a read ran into answers 503.
+    pub fn space_policy<F, Fut>(mut self, policy: F) -> Self
+    where
+        F: Fn(SpaceRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Access>> + Send + 'static,
+    {
+        let policy = Arc::new(policy);
+        self.policy = Some(Arc::new(move |request| {
+            let policy = policy.clone();
+            Box::pin(async move { policy(request).await })
+        }));
+        self
+    }
+
+    /// Refuses requests whose `schemaVersion` is not `version` (`VersionNotSupported`); the
+    /// `SCHEMA_VERSION` setting overrides it.
+    pub fn schema_version(mut self, version: impl Into<String>) -> Self {
+        self.schema_version = Some(version.into()).filter(|v| !v.is_empty());
+        self
+    }
+
+    /// The application's mutators.
+    pub fn mutators(&self) -> &Mutators {
+        &self.mutators
+    }
+
+    /// The policy's answer for `request`; a rejection made inside the policy denies.
+    pub(crate) async fn access(&self, request: SpaceRequest) -> Result<Access> {
+        let Some(policy) = &self.policy else {
+            return Ok(Access::Allow);
+        };
+        match policy(request).await {
+            Err(e) if e.is_rejection() => Ok(Access::Deny(e.to_string())),
+            other => other,
+        }
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("mutators", &self.mutators)
+            .field("space_policy", &self.policy.is_some())
+            .field("schema_version", &self.schema_version)
+            .finish()
+    }
+}

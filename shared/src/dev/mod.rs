@@ -1,0 +1,322 @@
+//! The local server: push and pull through the same HTTP layer as the Lambda functions,
+//! pokes over a WebSocket, and a static web client, in one process on 127.0.0.1.
+//!
+//! A dev server for your application is one call:
+//!
+//! ```no_run
+//! use replicache_dynamodb::{dev, App, Mutators};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), dev::Error> {
+//!     let app = App::new(Mutators::new()); // your application
+//!     dev::run(app).await // reads the command line and the environment (see `Options`)
+//! }
+//! ```
+//!
+//! The store is in memory unless `TABLE_NAME` is set (then DynamoDB, through the AWS SDK's
+//! standard environment, e.g. `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local). There is no
+//! authorizer: the `Authorization` header is the user id, as in `AUTH_MODE=header`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use bytes::Bytes;
+use clap::Parser;
+use http::{header, HeaderValue, Method, StatusCode};
+use tokio::sync::{broadcast, watch};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tracing::{debug, info};
+
+use crate::app::{App, Operation};
+use crate::auth::{self, AuthMode};
+use crate::config::Settings;
+use crate::engine::{Caller, Engine};
+use crate::http_api::{Api, ApiRequest, DEFAULT_SPACE};
+use crate::pokes::{Pokes, POKE};
+use crate::store::dynamo::DynamoStore;
+use crate::store::memory::MemoryStore;
+use crate::store::Store;
+
+/// Why the dev server could not start or stopped.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long one send to a poke connection may take before the connection is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The dev server's options: its command line, each also an environment variable.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about = "Replicache sync server for local development")]
+pub struct Options {
+    /// Port to listen on, on 127.0.0.1 (0: any free port).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Directory of the web client, served at `/`.
+    #[arg(long, env = "WEB_DIR", default_value = "web/dist")]
+    pub web_dir: PathBuf,
+    /// Create the DynamoDB table if it does not exist (with TABLE_NAME, for DynamoDB Local).
+    #[arg(long)]
+    pub create_table: bool,
+    /// Seconds between heartbeats on idle poke connections.
+    #[arg(long, env = "POKE_HEARTBEAT_SECS", default_value_t = 30)]
+    pub heartbeat_secs: u64,
+    /// Origins allowed to call the API from a browser (CORS), comma-separated; `*`: any.
+    /// The same as the template's `AllowedOrigins`.
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "*")]
+    pub allowed_origins: String,
+}
+
+/// Runs `app` with the options of the command line and environment, until Ctrl-C or
+/// SIGTERM. Prints `replicache-dynamodb dev server: http://127.0.0.1:<port>/` once it
+/// listens.
+pub async fn run(app: App) -> Result<(), Error> {
+    crate::telemetry::init();
+    serve(app, Options::parse()).await
+}
+
+/// Runs `app` with `options`; see [`run`].
+pub async fn serve(app: App, options: Options) -> Result<(), Error> {
+    let settings = Settings::from_env(AuthMode::Header)?;
+    let store: Arc<dyn Store> = match &settings.table_name {
+        Some(table) => {
+            let store = DynamoStore::from_env(table.clone()).await;
+            if options.create_table {
+                store.create_table().await?;
+            }
+            info!(table, "store: DynamoDB");
+            Arc::new(store)
+        }
+        None => {
+            info!("store: in memory (set TABLE_NAME to use DynamoDB)");
+            Arc::new(MemoryStore::new())
+        }
+    };
+    let pokes = Arc::new(Pokes::default());
+    let poker = pokes.clone();
+    let engine = Engine::new(store, app, settings.engine_config())
+        .on_commit(Arc::new(move |space, _version| poker.poke(space)));
+    // Locally there is no authorizer: the Authorization header is the user id.
+    let api = Api::new(engine.clone(), AuthMode::Header, settings.max_body_bytes);
+    let (stop, shutdown) = watch::channel(false);
+    let cors = cors_layer(&options.allowed_origins)?;
+    let state = DevState {
+        api,
+        engine,
+        pokes,
+        heartbeat: Duration::from_secs(options.heartbeat_secs.max(1)),
+        shutdown,
+    };
+    let app = Router::new()
+        .route("/api/replicache/push", any(push))
+        .route("/api/replicache/pull", any(pull))
+        .route("/api/replicache/poke", get(poke))
+        .layer(cors)
+        .fallback_service(ServeDir::new(&options.web_dir).fallback(get(missing_client)))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state);
+
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port.
+    println!("replicache-dynamodb dev server: http://{address}/");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            info!("shutting down");
+            let _ = stop.send(true);
+        })
+        .await?;
+    Ok(())
+}
+
+#[derive(Clone)]
+struct DevState {
+    api: Api,
+    engine: Engine,
+    pokes: Arc<Pokes>,
+    heartbeat: Duration,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// CORS as API Gateway answers it for the template's `AllowedOrigins`.
+fn cors_layer(origins: &str) -> Result<CorsLayer, Error> {
+    let origins: Vec<&str> = origins
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    let allow = if origins.is_empty() || origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        let list = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o)
+                    .map_err(|_| format!("ALLOWED_ORIGINS: {o:?} is not a valid origin"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(list)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-replicache-requestid"),
+        ])
+        .max_age(Duration::from_secs(600)))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            // Without a SIGTERM handler, Ctrl-C still stops the server.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
+
+async fn push(State(state): State<DevState>, request: Request) -> Response {
+    handle(&state.api, Operation::Push, request).await
+}
+
+async fn pull(State(state): State<DevState>, request: Request) -> Response {
+    handle(&state.api, Operation::Pull, request).await
+}
+
+/// Hands the request to the same HTTP layer the Lambda functions use.
+async fn handle(api: &Api, op: Operation, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    // Read no more than the API accepts; beyond that, answer as it does (a failed read
+    // means the client has gone, so that answer is never seen).
+    let limit = api.max_body_bytes().saturating_add(1);
+    let body: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => return api.body_too_large().into_response(),
+    };
+    let response = api
+        .handle(
+            op,
+            ApiRequest {
+                method: &parts.method,
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body: &body,
+                jwt_sub: None,
+                request_id: None,
+            },
+        )
+        .await;
+    response.into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct PokeQuery {
+    #[serde(rename = "spaceID")]
+    space_id: Option<String>,
+    /// The user, as the `Authorization` header would say it (browsers cannot set headers on
+    /// a WebSocket).
+    auth: Option<String>,
+}
+
+async fn poke(
+    State(state): State<DevState>,
+    Query(query): Query<PokeQuery>,
+    headers: http::HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let space = query.space_id.unwrap_or_else(|| DEFAULT_SPACE.to_owned());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .or(query.auth.as_deref());
+    let user = match auth::user_id(AuthMode::Header, None, authorization) {
+        Ok(user) => user,
+        Err(message) => return (StatusCode::UNAUTHORIZED, message).into_response(),
+    };
+    let caller = Caller { user, space };
+    if let Err(e) = state.engine.authorize(&caller, Operation::Poke).await {
+        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
+    }
+    let receiver = state.pokes.subscribe(&caller.space);
+    let (heartbeat, shutdown) = (state.heartbeat, state.shutdown.clone());
+    upgrade.on_upgrade(move |socket| serve_pokes(socket, receiver, heartbeat, shutdown))
+}
+
+/// Serves one poke connection until it closes, fails, or the server shuts down; sends a
+/// ping every `heartbeat` so that proxies and browsers keep an idle connection open.
+async fn serve_pokes(
+    mut socket: WebSocket,
+    mut pokes: broadcast::Receiver<()>,
+    heartbeat: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    loop {
+        let outgoing = tokio::select! {
+            // Pokes first: a poke already due goes out before anything read after it is
+            // answered (so a client's ping round trip also flushes its pokes).
+            biased;
+            poke = pokes.recv() => match poke {
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Message::Text(POKE.into()),
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = ticks.tick() => Message::Ping(Vec::new().into()),
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => continue,
+            },
+            _ = shutdown.changed() => {
+                let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
+                break;
+            }
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, socket.send(outgoing)).await {
+            Ok(Ok(())) => {}
+            _ => {
+                debug!("poke connection too slow or gone; closing it");
+                break;
+            }
+        }
+    }
+}
+
+async fn missing_client() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "The web client is not built (for the chat demo: ./scripts/dev builds web/ and starts this server).\n",
+    )
+        .into_response()
+}
+
+async fn log_request(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
