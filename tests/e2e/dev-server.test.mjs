@@ -4,7 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import WebSocket from 'ws';
-import { startServer } from './support.mjs';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { root, startServer } from './support.mjs';
 
 const pokeSocket = async (url, space) => {
   const ws = new WebSocket(`${url.replace('http', 'ws')}api/replicache/poke?spaceID=${space}`);
@@ -81,4 +83,50 @@ test('Ctrl-C shuts the server down cleanly, closing poke connections', async () 
   const [code] = await exited;
   await closed;
   assert.equal(code, 0);
+});
+
+test('CORS follows ALLOWED_ORIGINS, as API Gateway does for AllowedOrigins', async () => {
+  const server = await startServer({ env: { ALLOWED_ORIGINS: 'https://app.example, http://localhost:3000' } });
+  try {
+    const preflight = (origin) =>
+      fetch(`${server.url}api/replicache/pull`, {
+        method: 'OPTIONS',
+        headers: {
+          origin,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization,content-type,x-replicache-requestid',
+        },
+      });
+    const allowed = await preflight('https://app.example');
+    assert.equal(allowed.headers.get('access-control-allow-origin'), 'https://app.example');
+    const headers = allowed.headers.get('access-control-allow-headers').toLowerCase();
+    for (const h of ['authorization', 'content-type', 'x-replicache-requestid']) assert.ok(headers.includes(h), headers);
+    const refused = await preflight('https://evil.example');
+    assert.equal(refused.headers.get('access-control-allow-origin'), null);
+    const pushed = await push(server.url, 'cors', { mutations: [] });
+    assert.equal(pushed.status, 200);
+    const { status } = await fetch(`${server.url}api/replicache/pull`, {
+      method: 'POST',
+      headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+      body: JSON.stringify({ pullVersion: 1, schemaVersion: '', profileID: 'p', clientGroupID: 'g2', cookie: null }),
+    }).then(async (r) => {
+      assert.equal(r.headers.get('access-control-allow-origin'), 'http://localhost:3000');
+      return r;
+    });
+    assert.equal(status, 200);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('an unparsable ALLOWED_ORIGINS stops the server with a message naming it', async () => {
+  const child = spawn(path.join(root, 'target/debug/dev-server'), ['--port', '0'], {
+    env: { ...process.env, ALLOWED_ORIGINS: 'https://bad\u0001origin' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const [code] = await once(child, 'close');
+  assert.notEqual(code, 0);
+  assert.match(stderr, /ALLOWED_ORIGINS/);
 });

@@ -92,11 +92,12 @@ export async function startDynamoDbLocal() {
 }
 
 /**
- * Starts the dev server (the debug build `scripts/test` makes) on a free port, with the
- * in-memory store or, given `dynamodbEndpoint`, a fresh table in DynamoDB Local.
+ * Starts a dev server (the debug build `scripts/test` makes: the chat's `dev-server`, or
+ * `bin`, e.g. `todo-dev`) on a free port, with the in-memory store or, given
+ * `dynamodbEndpoint`, a fresh table in DynamoDB Local.
  */
-export async function startServer({ dynamodbEndpoint, table, port = 0, args: extraArgs = [], env: extraEnv = {} } = {}) {
-  const bin = process.env.DEV_SERVER_BIN || path.join(root, 'target/debug/dev-server');
+export async function startServer({ bin: name = 'dev-server', dynamodbEndpoint, table, port = 0, args: extraArgs = [], env: extraEnv = {} } = {}) {
+  const bin = (name === 'dev-server' && process.env.DEV_SERVER_BIN) || path.join(root, 'target/debug', name);
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ...extraEnv };
   const args = ['--port', String(port), '--web-dir', path.join(root, 'web/dist')];
   if (dynamodbEndpoint) {

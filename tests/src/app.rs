@@ -111,9 +111,46 @@ pub fn mutators() -> Mutators {
         .register("fail", fail)
         .register("putMany", put_many)
         .register("readThenFail", read_then_fail)
+        .register("scanPage", scan_page)
 }
 
 /// The test application: [`mutators`], open to everyone.
 pub fn app() -> App {
     App::new(mutators())
+}
+
+/// Arguments of `scanPage`.
+#[derive(Deserialize)]
+pub struct ScanPageArgs {
+    prefix: String,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    exclusive: bool,
+    #[serde(default)]
+    limit: Option<usize>,
+    into: String,
+}
+
+/// `scanPage {prefix, start?, exclusive?, limit?, into}`: writes the keys a scan with those
+/// options returns to `into`.
+pub async fn scan_page(tx: Tx, a: ScanPageArgs) -> Result<()> {
+    let mut scan = Scan::prefix(a.prefix);
+    if let Some(start) = a.start {
+        scan = if a.exclusive {
+            scan.start_after(start)
+        } else {
+            scan.start_at(start)
+        };
+    }
+    if let Some(limit) = a.limit {
+        scan = scan.limit(limit);
+    }
+    let keys: Vec<String> = tx
+        .scan::<Value>(scan)
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    tx.set(&a.into, &keys).await
 }

@@ -4,6 +4,7 @@ pub mod app;
 pub mod client;
 pub mod counting;
 pub mod dynamodb_local;
+pub mod faulty;
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! The integration suite: one binary, so the SDK and the emulator are linked and started once.
 
+mod app_api;
 mod bad_input;
 mod concurrency;
 mod handlers;

@@ -1,5 +1,5 @@
 // The client's mutators: the same names, arguments and effects as the server's
-// (`createMessage` and `deleteMessage` in shared/src/chat.rs). Replicache runs them at once
+// (`createMessage` and `deleteMessage` in apps/chat/src/lib.rs). Replicache runs them at once
 // on the local cache, then the server runs its own copy on push and its result wins on pull.
 
 export const MESSAGE_PREFIX = 'message/';
