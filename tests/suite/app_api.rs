@@ -6,10 +6,10 @@
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use integration_tests::app;
 use integration_tests::client::{caller, mutation, pull_ok, push_ok, push_request};
 use integration_tests::counting::CountingStore;
 use integration_tests::faulty::FaultyStore;
-use integration_tests::app;
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::{Access, App, Engine, EngineConfig, EngineError, Mutators, Result, Tx};
 use serde_json::{json, Value};
