@@ -78,8 +78,7 @@ mod engine;
 mod error;
 mod mutators;
 mod overlay;
-#[cfg(feature = "dev-server")]
-mod pokes;
+pub mod pokes;
 mod snapshot;
 #[cfg(any(feature = "lambda", feature = "dev-server"))]
 mod telemetry;
@@ -95,9 +94,7 @@ pub mod store;
 pub mod testing;
 
 pub use app::{Access, App, Operation, SpaceRequest};
-pub use engine::{
-    Caller, CommitListener, Engine, EngineConfig, EngineError, PushOutcome, Rejection,
-};
+pub use engine::{Caller, Clock, Engine, EngineConfig, EngineError, PushOutcome, Rejection};
 pub use error::{reject, Error, Result};
 pub use mutators::Mutators;
 pub use tx::{Scan, Tx};

@@ -5,6 +5,7 @@ pub mod client;
 pub mod counting;
 pub mod dynamodb_local;
 pub mod faulty;
+pub mod recording;
 
 use std::sync::Arc;
 

@@ -20,6 +20,11 @@ pub fn engine(store: Arc<dyn Store>) -> Engine {
     Engine::new(store, app::app(), EngineConfig::default())
 }
 
+/// The test application.
+pub fn app_for_tests() -> replicache_dynamodb::App {
+    app::app()
+}
+
 /// A fresh engine on a fresh store of `backend`.
 pub async fn fresh(backend: Backend) -> Engine {
     engine(backend.store().await)

@@ -303,21 +303,65 @@ on_both_stores! {
         assert_eq!(view.data.len(), 25);
         assert_eq!(view.lmids.get("c1"), Some(&25));
     }
-    async fn the_commit_listener_hears_every_commit_after_it_is_visible(backend) {
-        use std::sync::{Arc, Mutex};
+    async fn the_poker_hears_every_push_that_committed_after_it_is_visible(backend) {
+        use integration_tests::recording::RecordingPoker;
+        use replicache_dynamodb::store::{Address, Record};
+        use std::sync::Arc;
         let store = backend.store().await;
-        let heard: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
-        let log = heard.clone();
-        let e = crate::engine(store).on_commit(Arc::new(move |space: &str, version| {
-            log.lock().unwrap().push((space.to_owned(), version));
-        }));
+        let poker = Arc::new(RecordingPoker::default());
+        let e = crate::engine(store.clone()).with_poker(poker.clone());
         let me = caller("alice", "room");
         push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
-        assert_eq!(*heard.lock().unwrap(), [("room".to_owned(), 1)]);
+        assert_eq!(poker.take(), [("room".to_owned(), vec![])]);
         let r = pull_ok(&e, &me, "g1", Value::Null).await;
-        assert_eq!(r.cookie["version"], 1, "the commit was visible when the listener ran");
+        assert_eq!(r.cookie["version"], 1, "the commit was visible when the poker ran");
         push_ok(&e, &me, "g1", vec![create("c1", 1, "a", 1)]).await;
-        assert_eq!(heard.lock().unwrap().len(), 1, "a push that commits nothing is silent");
+        assert!(poker.take().is_empty(), "a push that commits nothing is silent");
+
+        // Recorded connections are handed to the poker; gone ones are forgotten after.
+        e.connect(&me, "conn-1").await.unwrap();
+        e.connect(&me, "conn-2").await.unwrap();
+        e.connect(&caller("bob", "elsewhere"), "conn-3").await.unwrap();
+        poker.make_gone("conn-2");
+        push_ok(&e, &me, "g1", vec![create("c1", 2, "b", 2)]).await;
+        assert_eq!(poker.take(), [("room".to_owned(), vec!["conn-1".to_owned(), "conn-2".to_owned()])]);
+        let listeners = store.get(&[Address::Listeners { space: "room".into() }]).await.unwrap();
+        let Some(Some(Record::Listeners(l))) = listeners.into_iter().next() else { panic!("no listeners") };
+        assert_eq!(l.connections.keys().collect::<Vec<_>>(), ["conn-1"]);
+        e.disconnect("conn-1").await.unwrap();
+        e.disconnect("never-connected").await.unwrap();
+        push_ok(&e, &me, "g1", vec![create("c1", 3, "c", 3)]).await;
+        assert_eq!(poker.take(), [("room".to_owned(), vec![])]);
+
+        // A push too large for one transaction is poked once, after its last commit.
+        let many = (4..=200).map(|i| create("c1", i, &format!("m{i}"), i)).collect();
+        push_ok(&e, &me, "g1", many).await;
+        assert_eq!(poker.take().len(), 1);
+    }
+
+    async fn a_connection_made_while_a_push_runs_is_poked_for_its_commit(backend) {
+        use integration_tests::recording::RecordingPoker;
+        use replicache_dynamodb::{App, EngineConfig, Engine, Mutators, Tx};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let store = backend.store().await;
+        // Another process registers a connection after this push read the listeners and
+        // before it commits (the client then pulls and sees the state before the commit).
+        let other = Engine::new(store.clone(), crate::app_for_tests(), EngineConfig::default());
+        let once = Arc::new(AtomicBool::new(false));
+        let app = App::new(Mutators::new().register("slow", move |tx: Tx, _: Value| {
+            let (other, once) = (other.clone(), once.clone());
+            async move {
+                if !once.swap(true, Ordering::SeqCst) {
+                    other.connect(&caller("bob", "room"), "late").await.unwrap();
+                }
+                tx.set("k", &1).await
+            }
+        }));
+        let poker = Arc::new(RecordingPoker::default());
+        let e = Engine::new(store, app, EngineConfig::default()).with_poker(poker.clone());
+        push_ok(&e, &caller("alice", "room"), "g1", vec![mutation("c1", 1, "slow", json!({}))]).await;
+        assert_eq!(poker.take(), [("room".to_owned(), vec!["late".to_owned()])]);
     }
 
     async fn a_rejected_mutation_that_read_many_keys_still_advances_its_lmid(backend) {

@@ -33,6 +33,26 @@ on_both_stores! {
         assert_eq!(count.take(), 1, "a push of already processed mutations commits nothing");
     }
 
+    async fn listening_connections_cost_a_push_nothing_more(backend) {
+        use integration_tests::recording::RecordingPoker;
+        let (count, e) = counted(backend.store().await).await;
+        let poker = Arc::new(RecordingPoker::default());
+        let e = e.with_poker(poker.clone());
+        let me = caller("alice", "room");
+        for id in ["w1", "w2", "w3"] {
+            e.connect(&me, id).await.unwrap();
+            assert_eq!(count.take(), 2, "a connect reads and writes the listeners");
+        }
+        push_ok(&e, &me, "g1", vec![create("c1", 1, "first", 1)]).await;
+        assert_eq!(count.take(), 2, "a push to a space with 3 connections");
+        assert_eq!(poker.take()[0].1.len(), 3);
+        poker.make_gone("w2");
+        push_ok(&e, &me, "g1", vec![create("c1", 2, "second", 2)]).await;
+        assert_eq!(count.take(), 2 + 2, "forgetting a gone connection reads and writes once");
+        e.disconnect("w1").await.unwrap();
+        assert_eq!(count.take(), 3, "a disconnect: the connection, the listeners, the write");
+    }
+
     async fn a_read_costs_one_request_per_key(backend) {
         let (count, e) = counted(backend.store().await).await;
         let me = caller("alice", "room");

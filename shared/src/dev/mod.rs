@@ -100,9 +100,7 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
         }
     };
     let pokes = Arc::new(Pokes::default());
-    let poker = pokes.clone();
-    let engine = Engine::new(store, app, settings.engine_config())
-        .on_commit(Arc::new(move |space, _version| poker.poke(space)));
+    let engine = Engine::new(store, app, settings.engine_config()).with_poker(pokes.clone());
     // Locally there is no authorizer: the Authorization header is the user id.
     let api = Api::new(engine.clone(), AuthMode::Header, settings.max_body_bytes);
     let (stop, shutdown) = watch::channel(false);

@@ -1,6 +1,7 @@
 //! The protocol engine: push and pull over a [`Store`], as the protocol notes and the
 //! consistency design describe them.
 
+mod listeners;
 mod pull;
 mod push;
 
@@ -11,8 +12,9 @@ use std::time::Duration;
 
 use crate::app::{Access, App, Operation, SpaceRequest};
 use crate::error::Kind;
+use crate::pokes::Poker;
 use crate::protocol::{ProtocolError, VersionType, PROTOCOL_VERSION};
-use crate::store::{Store, StoreError, Version};
+use crate::store::{Store, StoreError};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -33,6 +35,14 @@ pub struct EngineConfig {
     /// same space have completed (they take at least one request each, and a transaction's
     /// commit phase takes well under a second).
     pub commit_log_slots: u32,
+    /// Most connections listening to one space's pokes; more are refused (they fall back on
+    /// the client's `pullInterval`). Bounds the listeners record every push reads.
+    pub max_listeners: usize,
+    /// How long a poke connection stays recorded: API Gateway closes every WebSocket after
+    /// 2 hours, and `$disconnect` is best effort, so an entry expires then by itself.
+    pub connection_ttl: Duration,
+    /// The wall clock, for expiries.
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
@@ -43,7 +53,42 @@ impl Default for EngineConfig {
             retry_base_delay: Duration::from_millis(5),
             retry_max_delay: Duration::from_millis(400),
             commit_log_slots: 64,
+            max_listeners: 1_000,
+            connection_ttl: Duration::from_secs(2 * 60 * 60),
+            clock: Clock::default(),
         }
+    }
+}
+
+/// Seconds since the Unix epoch, from the system clock unless a test sets another.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// A clock reading `now`.
+    pub fn new(now: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(now))
+    }
+
+    /// The current time, in seconds since the Unix epoch.
+    pub fn now(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        })
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
     }
 }
 
@@ -87,16 +132,13 @@ impl From<StoreError> for EngineError {
     }
 }
 
-/// Called with the space and the new version after every commit (to poke clients).
-pub type CommitListener = Arc<dyn Fn(&str, Version) + Send + Sync>;
-
 /// Push and pull for one application over one store.
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn Store>,
     app: App,
     config: EngineConfig,
-    on_commit: Option<CommitListener>,
+    poker: Option<Arc<dyn Poker>>,
 }
 
 /// What went wrong in one attempt.
@@ -126,8 +168,15 @@ impl Engine {
             store,
             app,
             config,
-            on_commit: None,
+            poker: None,
         }
+    }
+
+    /// Pokes each space's listeners through `poker` after every push that committed, never
+    /// before its commits are visible.
+    pub fn with_poker(mut self, poker: Arc<dyn Poker>) -> Self {
+        self.poker = Some(poker);
+        self
     }
 
     /// Asks the application's space policy whether `caller` may do `operation` with the
@@ -147,13 +196,6 @@ impl Engine {
                 Kind::Rejected(reason) => EngineError::Forbidden(reason),
             }),
         }
-    }
-
-    /// Calls `listener` after every commit, never before: the place to poke the space's
-    /// clients. It must not block.
-    pub fn on_commit(mut self, listener: CommitListener) -> Self {
-        self.on_commit = Some(listener);
-        self
     }
 
     /// Waits before attempt `attempt` (1-based), exponentially with full jitter so that

@@ -12,13 +12,14 @@ use crate::error::Kind;
 use crate::overlay::Overlay;
 use crate::protocol::{ProtocolError, PushRequest, Reply, VersionType};
 use crate::store::{
-    Address, Client, CommitLog, Entity, Expect, Group, Record, SpaceMeta, Version, Write, Written,
+    Address, Client, CommitLog, Entity, Expect, Group, Listeners, Record, SpaceMeta, Version,
+    Write, Written,
 };
 use crate::tx::{MutationInfo, Tx};
 
-/// Actions every commit spends besides clients and entities: the space counter and the
-/// commit log slot.
-const FIXED_ACTIONS: usize = 2;
+/// Actions every commit spends besides clients and entities: the space counter, the check of
+/// the listeners and the commit log slot.
+const FIXED_ACTIONS: usize = 3;
 /// Bytes set aside in a write for the counter, the commit log and the clients.
 const FIXED_BYTES: usize = 256 * 1024;
 
@@ -89,16 +90,33 @@ impl Engine {
         self.authorize(caller, Operation::Push).await?;
         let mut outcome = PushOutcome::default();
         let mut failures = 0;
+        // The space's listeners as the last committed attempt read them: every connection
+        // recorded before that commit (its commit was conditioned on them).
+        let mut listeners = None;
         loop {
             let mut attempt = PushOutcome::default();
-            match self.push_attempt(caller, req, &mut attempt).await {
+            let mut read = None;
+            match self
+                .push_attempt(caller, req, &mut attempt, &mut read)
+                .await
+            {
                 Ok(step) => {
                     outcome.processed += attempt.processed;
                     outcome.commits += attempt.commits;
                     outcome.rejected.append(&mut attempt.rejected);
+                    if attempt.commits > 0 {
+                        listeners = read;
+                    }
                     match step {
-                        Step::Done(Reply::Ok(())) => return Ok(Reply::Ok(outcome)),
-                        Step::Done(Reply::Error(e)) => return Ok(Reply::Error(e)),
+                        Step::Done(reply) => {
+                            if outcome.commits > 0 {
+                                self.poke(&caller.space, listeners).await;
+                            }
+                            return Ok(match reply {
+                                Reply::Ok(()) => Reply::Ok(outcome),
+                                Reply::Error(e) => Reply::Error(e),
+                            });
+                        }
                         Step::Partial => failures = 0,
                     }
                 }
@@ -122,6 +140,7 @@ impl Engine {
         caller: &Caller,
         req: &PushRequest,
         outcome: &mut PushOutcome,
+        listeners_read: &mut Option<Listeners>,
     ) -> Result<Step, Attempt> {
         let space = caller.space.as_str();
         let group_id = req.client_group_id.as_str();
@@ -137,6 +156,9 @@ impl Engine {
             },
             Address::Group {
                 group: group_id.to_owned(),
+            },
+            Address::Listeners {
+                space: space.to_owned(),
             },
         ];
         addresses.extend(client_ids.iter().map(|c| Address::Client {
@@ -154,6 +176,10 @@ impl Engine {
                 true
             }
             _ => false,
+        };
+        let listeners = match got.next().flatten() {
+            Some(Record::Listeners(l)) => Some(l),
+            _ => None,
         };
         let mut clients: BTreeMap<&str, ClientState> = BTreeMap::new();
         for (id, record) in client_ids.iter().zip(got) {
@@ -337,6 +363,16 @@ impl Engine {
                 expect: expect_read(key),
             });
         }
+        // A connection registered after the read above fails the commit, so that the poke
+        // after it reaches every connection registered before it.
+        writes.push(Write::Check {
+            address: Address::Listeners {
+                space: space.to_owned(),
+            },
+            expect: listeners
+                .as_ref()
+                .map_or(Expect::Absent, |l| Expect::Version(l.rev)),
+        });
         let slots = self.config.commit_log_slots.max(1);
         writes.push(Write::Put {
             record: Record::CommitLog(CommitLog {
@@ -358,9 +394,7 @@ impl Engine {
         );
         outcome.processed = applied;
         outcome.commits = 1;
-        if let Some(listener) = &self.on_commit {
-            listener(space, new_version);
-        }
+        *listeners_read = listeners;
         Ok(if more {
             Step::Partial
         } else {

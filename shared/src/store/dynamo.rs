@@ -12,9 +12,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client as DynamoClient;
 
 use super::{
-    item_key, space_pk, Address, Client, CommitLog, Entity, Expect, Group, Limits, Page, PageToken,
-    Record, SpaceMeta, Store, StoreError, Version, Write, Written, CLIENT_PREFIX,
-    COMMIT_LOG_PREFIX, ENTITY_PREFIX,
+    item_key, space_pk, Address, Client, CommitLog, Connection, Entity, Expect, Group, Limits,
+    Listeners, Page, PageToken, Record, SpaceMeta, Store, StoreError, Version, Write, Written,
+    CLIENT_PREFIX, COMMIT_LOG_PREFIX, ENTITY_PREFIX, LISTENERS_SK,
 };
 
 /// Name of the local secondary index on (`pk`, `v`).
@@ -325,6 +325,7 @@ fn condition(address: &Address, expect: Expect) -> Condition {
         Expect::Version(v) => {
             let attribute = match address {
                 Address::Space { .. } => "version",
+                Address::Listeners { .. } => "rev",
                 _ => "v",
             };
             (
@@ -393,6 +394,21 @@ fn encode(record: &Record) -> Item {
             set("user", s(&g.user));
             set("space", s(&g.space));
         }
+        Record::Listeners(l) => {
+            set("rev", n(l.rev));
+            let connections = l
+                .connections
+                .iter()
+                .map(|(id, expires)| (id.clone(), n(*expires)))
+                .collect();
+            set("conns", AttributeValue::M(connections));
+        }
+        Record::Connection(c) => {
+            set("space", s(&c.space));
+            set("user", s(&c.user));
+            // The table's TTL attribute: DynamoDB deletes the item some time after.
+            set("expires_at", n(c.expires_at));
+        }
     }
     item
 }
@@ -420,7 +436,32 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             space: text("space")?,
         }));
     }
+    if let Some(id) = pk.strip_prefix("w/") {
+        return Ok(Record::Connection(Connection {
+            id: id.to_owned(),
+            space: text("space")?,
+            user: text("user")?,
+            expires_at: number("expires_at")?,
+        }));
+    }
     let space = pk.strip_prefix("s/").ok_or_else(|| bad("pk"))?.to_owned();
+    if sk == LISTENERS_SK {
+        let connections = item
+            .get("conns")
+            .and_then(|v| v.as_m().ok())
+            .ok_or_else(|| bad("conns"))?
+            .iter()
+            .map(|(id, expires)| {
+                let expires = expires.as_n().ok().and_then(|n| n.parse().ok());
+                Ok((id.clone(), expires.ok_or_else(|| bad("conns"))?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        return Ok(Record::Listeners(Listeners {
+            space,
+            rev: number("rev")?,
+            connections,
+        }));
+    }
     if sk == "meta" {
         return Ok(Record::Space(SpaceMeta {
             space,

@@ -55,6 +55,16 @@ pub enum Address {
         /// Client group id.
         group: String,
     },
+    /// The connections listening for the space's pokes.
+    Listeners {
+        /// Space id.
+        space: String,
+    },
+    /// A poke connection: which space it listens to (for its disconnect).
+    Connection {
+        /// Connection id.
+        id: String,
+    },
 }
 
 /// The space's version counter.
@@ -131,6 +141,33 @@ pub struct Group {
     pub space: String,
 }
 
+/// The connections listening for a space's pokes, with when each expires. Pushes read it
+/// with the space counter and condition their commit on its revision, so that a connection
+/// registered before a commit is always poked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listeners {
+    /// Space id.
+    pub space: String,
+    /// Bumped by every change, for conditional writes.
+    pub rev: u64,
+    /// Connection id to expiry (seconds since the Unix epoch). An expired entry is treated
+    /// as absent by every reader.
+    pub connections: std::collections::BTreeMap<String, u64>,
+}
+
+/// A poke connection and what it listens to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Connection id (API Gateway's `connectionId`).
+    pub id: String,
+    /// The space it listens to.
+    pub space: String,
+    /// The user who opened it.
+    pub user: String,
+    /// When it expires (seconds since the Unix epoch); also the item's TTL.
+    pub expires_at: u64,
+}
+
 /// Any stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -144,6 +181,10 @@ pub enum Record {
     CommitLog(CommitLog),
     /// See [`Group`].
     Group(Group),
+    /// See [`Listeners`].
+    Listeners(Listeners),
+    /// See [`Connection`].
+    Connection(Connection),
 }
 
 impl Record {
@@ -168,6 +209,10 @@ impl Record {
             Record::Group(g) => Address::Group {
                 group: g.id.clone(),
             },
+            Record::Listeners(l) => Address::Listeners {
+                space: l.space.clone(),
+            },
+            Record::Connection(c) => Address::Connection { id: c.id.clone() },
         }
     }
 
@@ -178,15 +223,18 @@ impl Record {
             Record::Entity(e) => Some(e.version),
             Record::Client(c) => Some(c.version),
             Record::CommitLog(l) => Some(l.version),
-            Record::Space(_) | Record::Group(_) => None,
+            Record::Space(_) | Record::Group(_) | Record::Listeners(_) | Record::Connection(_) => {
+                None
+            }
         }
     }
 
     /// What an [`Expect::Version`] condition compares: the counter for a space, the
-    /// row version otherwise.
+    /// revision for listeners, the row version otherwise.
     pub fn condition_version(&self) -> Option<Version> {
         match self {
             Record::Space(m) => Some(m.version),
+            Record::Listeners(l) => Some(l.rev),
             other => other.row_version(),
         }
     }
@@ -345,6 +393,8 @@ pub fn item_key(address: &Address) -> (String, String) {
             (space_pk(space), format!("{COMMIT_LOG_PREFIX}{slot:05}"))
         }
         Address::Group { group } => (format!("g/{group}"), "group".to_owned()),
+        Address::Listeners { space } => (space_pk(space), LISTENERS_SK.to_owned()),
+        Address::Connection { id } => (format!("w/{id}"), "conn".to_owned()),
     }
 }
 
@@ -359,6 +409,8 @@ pub const ENTITY_PREFIX: &str = "e/";
 pub const CLIENT_PREFIX: &str = "c/";
 /// Sort key prefix of commit log slots.
 pub const COMMIT_LOG_PREFIX: &str = "log/";
+/// Sort key of a space's listeners.
+pub const LISTENERS_SK: &str = "listeners";
 
 /// Reads every page of a query.
 pub async fn all_pages<'a, F, Fut>(mut query: F) -> Result<Vec<Record>, StoreError>
@@ -410,5 +462,22 @@ pub fn record_bytes(record: &Record) -> usize {
                     .sum::<usize>()
         }
         Record::Group(g) => "user".len() + g.user.len() + "space".len() + g.space.len(),
+        Record::Listeners(l) => {
+            "rev".len()
+                + NUMBER
+                + "conns".len()
+                + l.connections
+                    .keys()
+                    .map(|id| id.len() + NUMBER + 3)
+                    .sum::<usize>()
+        }
+        Record::Connection(c) => {
+            "space".len()
+                + c.space.len()
+                + "user".len()
+                + c.user.len()
+                + "expires_at".len()
+                + NUMBER
+        }
     }
 }

@@ -1,0 +1,153 @@
+//! Poke listeners: the connections of a space recorded in the store, added at connect,
+//! removed at disconnect or when a poke finds them gone, and poked after every push that
+//! committed.
+
+use tracing::{debug, warn};
+
+use super::{Caller, Engine, EngineError};
+use crate::app::Operation;
+use crate::store::{Address, Connection, Expect, Listeners, Record, StoreError, Write};
+
+impl Engine {
+    /// Records connection `id` as listening to the caller's space, after the application's
+    /// space policy allowed it. Costs two requests (a read and a write).
+    pub async fn connect(&self, caller: &Caller, id: &str) -> Result<(), EngineError> {
+        super::validate_id("connection id", id)?;
+        self.authorize(caller, Operation::Poke).await?;
+        let now = self.config.clock.now();
+        let expires_at = now.saturating_add(self.config.connection_ttl.as_secs());
+        self.change_listeners(
+            &caller.space,
+            |listeners| {
+                listeners.connections.retain(|_, expires| *expires > now);
+                if listeners.connections.len() >= self.config.max_listeners {
+                    return Err(EngineError::Unavailable(format!(
+                        "the space has {} poke connections, the most it takes",
+                        listeners.connections.len()
+                    )));
+                }
+                listeners.connections.insert(id.to_owned(), expires_at);
+                Ok(true)
+            },
+            Some(Connection {
+                id: id.to_owned(),
+                space: caller.space.clone(),
+                user: caller.user.clone(),
+                expires_at,
+            }),
+        )
+        .await
+    }
+
+    /// Forgets connection `id` (it closed). Unknown ids are ignored.
+    pub async fn disconnect(&self, id: &str) -> Result<(), EngineError> {
+        super::validate_id("connection id", id)?;
+        let got = self
+            .store
+            .get(&[Address::Connection { id: id.to_owned() }])
+            .await?;
+        let Some(Some(Record::Connection(connection))) = got.into_iter().next() else {
+            debug!(connection = id, "disconnect of an unknown connection");
+            return Ok(());
+        };
+        self.forget_listeners(&connection.space, &[id.to_owned()])
+            .await
+    }
+
+    /// Removes `ids` (and any expired entry) from the space's listeners.
+    pub(crate) async fn forget_listeners(
+        &self,
+        space: &str,
+        ids: &[String],
+    ) -> Result<(), EngineError> {
+        let now = self.config.clock.now();
+        self.change_listeners(
+            space,
+            |listeners| {
+                let before = listeners.connections.len();
+                listeners
+                    .connections
+                    .retain(|id, expires| *expires > now && !ids.contains(id));
+                Ok(listeners.connections.len() != before)
+            },
+            None,
+        )
+        .await
+    }
+
+    /// Pokes the listeners of `space` (as a push read them) after the push committed, then
+    /// forgets those expired or found gone. Failures are logged: the commit stands.
+    pub(crate) async fn poke(&self, space: &str, listeners: Option<Listeners>) {
+        let Some(poker) = &self.poker else {
+            return;
+        };
+        let now = self.config.clock.now();
+        let (mut live, mut stale) = (Vec::new(), Vec::new());
+        for (id, expires) in listeners.map(|l| l.connections).unwrap_or_default() {
+            if expires > now {
+                live.push(id);
+            } else {
+                stale.push(id);
+            }
+        }
+        stale.extend(poker.poke(space, &live).await);
+        if !stale.is_empty() {
+            if let Err(e) = self.forget_listeners(space, &stale).await {
+                warn!(space, error = %e, "could not forget gone poke connections");
+            }
+        }
+    }
+
+    /// Read-modify-write of the space's listeners: `change` edits them and says whether it
+    /// changed anything; the write is conditioned on the revision read, and retried.
+    async fn change_listeners(
+        &self,
+        space: &str,
+        change: impl Fn(&mut Listeners) -> Result<bool, EngineError>,
+        also: Option<Connection>,
+    ) -> Result<(), EngineError> {
+        let address = Address::Listeners {
+            space: space.to_owned(),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let got = self.store.get(std::slice::from_ref(&address)).await?;
+            let (mut listeners, expect) = match got.into_iter().next().flatten() {
+                Some(Record::Listeners(l)) => {
+                    let expect = Expect::Version(l.rev);
+                    (l, expect)
+                }
+                _ => (
+                    Listeners {
+                        space: space.to_owned(),
+                        ..Listeners::default()
+                    },
+                    Expect::Absent,
+                ),
+            };
+            if !change(&mut listeners)? && also.is_none() {
+                return Ok(());
+            }
+            listeners.rev += 1;
+            let mut writes = vec![Write::Put {
+                record: Record::Listeners(listeners),
+                expect,
+            }];
+            if let Some(connection) = &also {
+                writes.push(Write::Put {
+                    record: Record::Connection(connection.clone()),
+                    expect: Expect::Any,
+                });
+            }
+            match self.store.write(writes).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict(why)) if attempt < self.config.max_attempts => {
+                    debug!(attempt, %why, "listeners changed meanwhile; retrying");
+                    self.back_off(attempt).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
