@@ -13,6 +13,7 @@ use crate::auth;
 pub use crate::auth::AuthMode;
 use crate::engine::{Caller, Engine, EngineError};
 use crate::protocol::{PullRequest, PushRequest, Reply, VersionType};
+use crate::ticket::TicketKey;
 
 /// The space of requests without a `spaceID` parameter.
 pub const DEFAULT_SPACE: &str = "default";
@@ -42,6 +43,7 @@ pub struct Api {
     engine: Engine,
     auth_mode: AuthMode,
     max_body_bytes: usize,
+    tickets: Option<TicketKey>,
 }
 
 /// An error response: status and `{"error", "message"}`.
@@ -88,7 +90,21 @@ impl Api {
             engine,
             auth_mode,
             max_body_bytes,
+            tickets: None,
         }
+    }
+
+    /// Issues poke tickets signed with `key` ([`Operation::Poke`]: `POST
+    /// /api/replicache/poke-ticket?spaceID=…` answers `{"ticket", "expiresAt"}` to a user the
+    /// space policy lets listen); without a key that route answers 404.
+    pub fn with_tickets(mut self, key: TicketKey) -> Self {
+        self.tickets = Some(key);
+        self
+    }
+
+    /// The engine this API calls.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Largest request body accepted, in bytes.
@@ -178,6 +194,9 @@ impl Api {
         span.record("space", space.as_str());
         span.record("user", user.as_str());
         let caller = Caller { user, space };
+        if op == Operation::Poke {
+            return self.issue_ticket(&caller).await;
+        }
         let body = parse_json(req.body)?;
         // Versions first: a legacy (version 0) request has another shape altogether.
         let (version_field, kind) = match op {
@@ -225,7 +244,27 @@ impl<T> Reply<T> {
     }
 }
 
-/// Pokes are a WebSocket, not a request this API answers.
+impl Api {
+    /// A poke ticket for the caller, if the space policy lets them listen.
+    async fn issue_ticket(&self, caller: &Caller) -> Result<(StatusCode, Value), Failure> {
+        let Some(key) = &self.tickets else {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "this server issues no poke tickets",
+            ));
+        };
+        self.engine.authorize(caller, Operation::Poke).await?;
+        let expires_at = self.engine.now() + crate::ticket::TICKET_SECS;
+        let ticket = key.issue(&caller.user, &caller.space, expires_at);
+        Ok((
+            StatusCode::OK,
+            json!({"ticket": ticket, "expiresAt": expires_at}),
+        ))
+    }
+}
+
+/// An operation this API does not serve over HTTP.
 fn not_found(op: Operation) -> Failure {
     Failure::new(
         StatusCode::NOT_FOUND,

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { Replicache } from 'replicache';
 import WebSocket from 'ws';
+import { endpoints, listenForPokes } from '../../web/src/pokes.js';
 
 /** Longest wait for a client to see something (a safety net, not a synchronization). */
 export const TIMEOUT_MS = 15_000;
@@ -18,8 +19,15 @@ export const mutators = {
   },
 };
 
-/** A client like the demo's: its own client group, pulling when poked. */
+/**
+ * A client like the demo's: its own client group, pulling when poked, through the demo's own
+ * poke code (web/src/pokes.js). `base` is the dev server's URL, or `{api, ws}`: the HTTP API's
+ * base URL and the poke WebSocket's URL of a deployed shape.
+ */
 export function client(base, space, user, extra = {}) {
+  const api = typeof base === 'string' ? base.replace(/\/$/, '') : base.api;
+  const ws = typeof base === 'string' ? `${api.replace('http', 'ws')}/api/replicache/poke` : base.ws;
+  const urls = endpoints(space, { api, ws });
   const rep = new Replicache({
     name: `test-${randomUUID()}`,
     kvStore: 'mem',
@@ -27,33 +35,23 @@ export function client(base, space, user, extra = {}) {
     pushDelay: 0,
     logLevel: 'error',
     auth: user,
-    pushURL: `${base}api/replicache/push?spaceID=${space}`,
-    pullURL: `${base}api/replicache/pull?spaceID=${space}`,
+    pushURL: urls.pushURL,
+    pullURL: urls.pullURL,
     mutators,
     ...extra,
   });
-  const sockets = [];
-  let closed = false;
-  const connect = () =>
-    new Promise((resolve) => {
-      const ws = new WebSocket(`${base.replace('http', 'ws')}api/replicache/poke?spaceID=${space}`);
-      sockets.push(ws);
-      ws.on('open', resolve);
-      ws.on('message', (data) => {
-        if (data.toString() === 'poke') rep.pull().catch(() => {});
-      });
-      ws.on('error', () => {});
-      // Reconnect after the server was away, and pull what the pokes missed.
-      ws.on('close', () => {
-        if (!closed) setTimeout(() => connect().then(() => rep.pull()).catch(() => {}), 100);
-      });
-    });
+  let opened;
+  const connected = new Promise((resolve) => { opened = resolve; });
+  const stop = listenForPokes({ spaceID: space, ...urls, auth: user }, {
+    onPoke: () => rep.pull().catch(() => {}),
+    onState: (open) => open && opened(),
+    WebSocket,
+  });
   return {
     rep,
-    connected: connect(),
+    connected,
     async close() {
-      closed = true;
-      for (const ws of sockets) ws.terminate();
+      stop();
       await rep.close();
     },
   };

@@ -8,11 +8,30 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { root, startServer } from './support.mjs';
 
+/** A poke ticket for `user` in `space`: status and body. */
+const ticketFor = async (url, space, user = 'alice') => {
+  const response = await fetch(`${url}api/replicache/poke-ticket?spaceID=${space}`, {
+    method: 'POST',
+    headers: { authorization: user },
+  });
+  return { status: response.status, body: await response.json() };
+};
+
 const pokeSocket = async (url, space) => {
-  const ws = new WebSocket(`${url.replace('http', 'ws')}api/replicache/poke?spaceID=${space}`);
+  const { body } = await ticketFor(url, space);
+  const ws = new WebSocket(`${url.replace('http', 'ws')}api/replicache/poke?spaceID=${space}&ticket=${body.ticket}`);
   await once(ws, 'open');
   return ws;
 };
+
+/** The HTTP status a WebSocket handshake to `query` is refused with. */
+const refusedWith = (url, query) =>
+  new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url.replace('http', 'ws')}api/replicache/poke?${query}`);
+    ws.on('unexpected-response', (_, response) => resolve(response.statusCode));
+    ws.on('open', () => reject(new Error(`opened with ${query}`)));
+    ws.on('error', () => {});
+  });
 
 const push = (url, space, body) =>
   fetch(`${url}api/replicache/push?spaceID=${space}`, {
@@ -129,4 +148,24 @@ test('an unparsable ALLOWED_ORIGINS stops the server with a message naming it', 
   const [code] = await once(child, 'close');
   assert.notEqual(code, 0);
   assert.match(stderr, /ALLOWED_ORIGINS/);
+});
+
+test('poke connections need a valid ticket for their space', async () => {
+  const server = await startServer();
+  try {
+    const { status, body } = await ticketFor(server.url, 'room', 'alice');
+    assert.equal(status, 200);
+    assert.ok(body.expiresAt * 1000 > Date.now(), 'expires in the future');
+    assert.equal(await refusedWith(server.url, 'spaceID=room'), 401, 'no ticket');
+    assert.equal(await refusedWith(server.url, `spaceID=other&ticket=${body.ticket}`), 401, 'another space');
+    const [payload, mac] = body.ticket.split('.');
+    const forged = Buffer.from(JSON.stringify({ u: 'mallory', s: 'room', e: body.expiresAt })).toString('base64url');
+    assert.equal(await refusedWith(server.url, `spaceID=room&ticket=${forged}.${mac}`), 401, 'forged');
+    assert.equal(await refusedWith(server.url, `spaceID=room&ticket=${payload}.AAAA`), 401, 'bad signature');
+    const ws = new WebSocket(`${server.url.replace('http', 'ws')}api/replicache/poke?spaceID=room&ticket=${body.ticket}`);
+    await once(ws, 'open');
+    ws.terminate();
+  } finally {
+    await server.stop();
+  }
 });

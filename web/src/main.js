@@ -1,8 +1,9 @@
 // The chat of Replicache's "Bring Your Own Backend" tutorial, on this project's server.
-// Page URL: /?space=<space id>&user=<user id> (both optional).
+// Page URL: /?space=<space id>&user=<user id> (both optional); against a deployed stack also
+// &api=<ApiUrl output>&ws=<PokeURL output>.
 import { Replicache } from 'replicache';
 import { MESSAGE_PREFIX, mutators } from './mutators.js';
-import { listenForPokes, pokeURL } from './pokes.js';
+import { endpoints, listenForPokes } from './pokes.js';
 
 const USER_KEY = 'chat.userID';
 const FROM_KEY = 'chat.from';
@@ -44,13 +45,14 @@ function userIDFrom(params) {
 const params = new URLSearchParams(window.location.search);
 const spaceID = params.get('space') || 'default';
 const userID = userIDFrom(params);
-const query = `spaceID=${encodeURIComponent(spaceID)}`;
+const urls = endpoints(spaceID, { api: params.get('api') || '', ws: params.get('ws') || '' });
 
 const rep = new Replicache({
   name: `chat-${userID}-${spaceID}`,
-  pushURL: `/api/replicache/push?${query}`,
-  pullURL: `/api/replicache/pull?${query}`,
-  // The dev server takes the Authorization header as the user id.
+  pushURL: urls.pushURL,
+  pullURL: urls.pullURL,
+  // The dev server (and a stack deployed with AuthMode=header) takes the Authorization
+  // header as the user id; with AuthMode=jwt this would be the user's JWT.
   auth: userID,
   mutators,
 });
@@ -165,7 +167,7 @@ form.addEventListener('submit', (event) => {
 
 // Pokes make other clients' changes show up at once; the 60 s pull interval is the fallback.
 const ignore = () => {}; // Replicache retries failed requests itself and reports via `online`
-listenForPokes(pokeURL(spaceID), {
+listenForPokes({ spaceID, ...urls, auth: userID }, {
   onPoke: () => rep.pull().catch(ignore),
   // The server is reachable again: send what was written meanwhile without waiting for
   // Replicache's retry backoff, and fetch what others wrote.

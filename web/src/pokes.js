@@ -1,54 +1,104 @@
 // Pokes: the server tells us, over a WebSocket, that something changed in our space, and we
-// pull. The dev server and the deployed API Gateway WebSocket API both send the text `poke`;
-// only the URL differs, so a deployment swaps `pokeURL` and nothing else.
+// pull. The same code serves the dev server and a deployed stack (API Gateway's WebSocket
+// API): both take a short-lived ticket (from `ticketURL`, for the user `auth` names) in the
+// connection URL, and both send the text `poke`.
 
-/** The poke WebSocket of `spaceID` on the server that served this page. */
-export function pokeURL(spaceID, base = window.location) {
-  const scheme = base.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${base.host}/api/replicache/poke?spaceID=${encodeURIComponent(spaceID)}`;
+/** The endpoints of `spaceID`: on the page's own server, or on a deployed stack. */
+export function endpoints(spaceID, { api = '', ws = '', base = globalThis.location } = {}) {
+  const query = `spaceID=${encodeURIComponent(spaceID)}`;
+  const scheme = base?.protocol === 'https:' ? 'wss:' : 'ws:';
+  return {
+    pushURL: `${api}/api/replicache/push?${query}`,
+    pullURL: `${api}/api/replicache/pull?${query}`,
+    ticketURL: `${api}/api/replicache/poke-ticket?${query}`,
+    // Deployed: the stack's PokeURL output; locally: the dev server's WebSocket.
+    pokeURL: ws || `${scheme}//${base.host}/api/replicache/poke`,
+  };
 }
 
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 10_000;
+/** API Gateway closes a WebSocket idle for 10 minutes: say something every 5. */
+export const KEEP_ALIVE_MS = 5 * 60_000;
+/** API Gateway closes every WebSocket after 2 hours: reconnect on our own terms before. */
+export const RECONNECT_AFTER_MS = 110 * 60_000;
 
 /**
- * Keeps a WebSocket to `url` open and calls `onPoke()` on every `poke` message and when it
- * first opens (something may have changed since the app's first pull). When it opens again
- * after a close, calls `onReconnect()` instead (default `onPoke`): the server is back and
- * pokes sent meanwhile are lost. Reconnects with a backoff of 500 ms doubling to 10 s, and
- * at once when the browser comes back online. `onState(open)` reports the connection.
- * Returns a function that stops it all.
+ * Keeps a poke WebSocket of `spaceID` open and calls `onPoke()` on every `poke` message and
+ * when it first opens (something may have changed since the app's first pull). When it opens
+ * again after a close, calls `onReconnect()` instead (default `onPoke`): pokes sent meanwhile
+ * are lost. Each connection takes a fresh ticket, fetched from `ticketURL` with the
+ * `Authorization` header `auth` (a string, or a function returning one). Reconnects with a
+ * backoff of 500 ms doubling to 10 s, at once when the browser comes back online, and by
+ * itself before API Gateway's 2-hour limit; sends a keep-alive every 5 minutes.
+ * `onState(open)` reports the connection. Returns a function that stops it all.
  */
-export function listenForPokes(url, { onPoke, onReconnect = onPoke, onState = () => {} }) {
+export function listenForPokes(
+  { spaceID, ticketURL, pokeURL, auth },
+  { onPoke, onReconnect = onPoke, onState = () => {}, WebSocket = globalThis.WebSocket, fetch = globalThis.fetch } = {},
+) {
   let socket = null;
   let retryMs = FIRST_RETRY_MS;
   let timer = null;
   let stopped = false;
   let opened = false;
+  const win = typeof window === 'undefined' ? null : window;
 
-  const connect = () => {
+  const retry = () => {
+    if (stopped) return;
+    timer = setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, MAX_RETRY_MS);
+  };
+
+  async function ticket() {
+    const authorization = typeof auth === 'function' ? await auth() : auth;
+    const response = await fetch(ticketURL, {
+      method: 'POST',
+      headers: authorization ? { authorization } : {},
+    });
+    if (response.status !== 200) throw new Error(`poke ticket: ${response.status}`);
+    return (await response.json()).ticket;
+  }
+
+  async function connect() {
     timer = null;
     if (stopped) return;
-    socket = new WebSocket(url);
-    socket.addEventListener('open', () => {
+    let current;
+    try {
+      const t = await ticket();
+      if (stopped) return;
+      const sep = pokeURL.includes('?') ? '&' : '?';
+      current = new WebSocket(`${pokeURL}${sep}spaceID=${encodeURIComponent(spaceID)}&ticket=${encodeURIComponent(t)}`);
+    } catch {
+      retry();
+      return;
+    }
+    socket = current;
+    let keepAlive = null;
+    let renew = null;
+    current.addEventListener('open', () => {
       retryMs = FIRST_RETRY_MS;
       onState(true);
       if (opened) onReconnect();
       else onPoke();
       opened = true;
+      // A message API Gateway answers without invoking anything (the `ping` route).
+      keepAlive = setInterval(() => current.send('{"action":"ping"}'), KEEP_ALIVE_MS);
+      renew = setTimeout(() => current.close(), RECONNECT_AFTER_MS);
     });
-    socket.addEventListener('message', (event) => {
-      if (event.data === 'poke') onPoke();
+    current.addEventListener('message', (event) => {
+      if (event.data === 'poke' || event.data?.toString?.() === 'poke') onPoke();
     });
-    socket.addEventListener('close', () => {
-      socket = null;
+    current.addEventListener('close', () => {
+      clearInterval(keepAlive);
+      clearTimeout(renew);
+      if (socket === current) socket = null;
       onState(false);
-      if (stopped) return;
-      timer = setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, MAX_RETRY_MS);
+      retry();
     });
     // An error is always followed by a close, which schedules the retry.
-  };
+    current.addEventListener('error', () => {});
+  }
 
   const reconnectNow = () => {
     if (timer === null) return; // connected or connecting
@@ -56,13 +106,13 @@ export function listenForPokes(url, { onPoke, onReconnect = onPoke, onState = ()
     retryMs = FIRST_RETRY_MS;
     connect();
   };
-  window.addEventListener('online', reconnectNow);
+  win?.addEventListener('online', reconnectNow);
 
   connect();
 
   return () => {
     stopped = true;
-    window.removeEventListener('online', reconnectNow);
+    win?.removeEventListener('online', reconnectNow);
     if (timer !== null) clearTimeout(timer);
     socket?.close();
   };

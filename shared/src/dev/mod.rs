@@ -37,7 +37,7 @@ use tower_http::services::ServeDir;
 use tracing::{debug, info};
 
 use crate::app::{App, Operation};
-use crate::auth::{self, AuthMode};
+use crate::auth::AuthMode;
 use crate::config::Settings;
 use crate::engine::{Caller, Engine};
 use crate::http_api::{Api, ApiRequest, DEFAULT_SPACE};
@@ -45,6 +45,7 @@ use crate::pokes::{Pokes, POKE};
 use crate::store::dynamo::DynamoStore;
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
+use crate::ticket::TicketKey;
 
 /// Why the dev server could not start or stopped.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -102,12 +103,15 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
     let pokes = Arc::new(Pokes::default());
     let engine = Engine::new(store, app, settings.engine_config()).with_poker(pokes.clone());
     // Locally there is no authorizer: the Authorization header is the user id.
-    let api = Api::new(engine.clone(), AuthMode::Header, settings.max_body_bytes);
+    let tickets = TicketKey::from_env()?.unwrap_or_else(TicketKey::random);
+    let api = Api::new(engine.clone(), AuthMode::Header, settings.max_body_bytes)
+        .with_tickets(tickets.clone());
     let (stop, shutdown) = watch::channel(false);
     let cors = cors_layer(&options.allowed_origins)?;
     let state = DevState {
         api,
         engine,
+        tickets,
         pokes,
         heartbeat: Duration::from_secs(options.heartbeat_secs.max(1)),
         shutdown,
@@ -115,6 +119,7 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
     let app = Router::new()
         .route("/api/replicache/push", any(push))
         .route("/api/replicache/pull", any(pull))
+        .route("/api/replicache/poke-ticket", any(poke_ticket))
         .route("/api/replicache/poke", get(poke))
         .layer(cors)
         .fallback_service(ServeDir::new(&options.web_dir).fallback(get(missing_client)))
@@ -140,6 +145,7 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
 struct DevState {
     api: Api,
     engine: Engine,
+    tickets: TicketKey,
     pokes: Arc<Pokes>,
     heartbeat: Duration,
     shutdown: watch::Receiver<bool>,
@@ -200,6 +206,10 @@ async fn pull(State(state): State<DevState>, request: Request) -> Response {
     handle(&state.api, Operation::Pull, request).await
 }
 
+async fn poke_ticket(State(state): State<DevState>, request: Request) -> Response {
+    handle(&state.api, Operation::Poke, request).await
+}
+
 /// Hands the request to the same HTTP layer the Lambda functions use.
 async fn handle(api: &Api, op: Operation, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -230,27 +240,37 @@ async fn handle(api: &Api, op: Operation, request: Request) -> Response {
 struct PokeQuery {
     #[serde(rename = "spaceID")]
     space_id: Option<String>,
-    /// The user, as the `Authorization` header would say it (browsers cannot set headers on
-    /// a WebSocket).
-    auth: Option<String>,
+    /// A ticket from `/api/replicache/poke-ticket` (browsers cannot set headers on a
+    /// WebSocket), as API Gateway's WebSocket API takes it.
+    ticket: Option<String>,
 }
 
+/// Opens a poke WebSocket for the space and user a valid ticket names, if the space policy
+/// still lets that user listen.
 async fn poke(
     State(state): State<DevState>,
     Query(query): Query<PokeQuery>,
-    headers: http::HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let space = query.space_id.unwrap_or_else(|| DEFAULT_SPACE.to_owned());
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .or(query.auth.as_deref());
-    let user = match auth::user_id(AuthMode::Header, None, authorization) {
-        Ok(user) => user,
-        Err(message) => return (StatusCode::UNAUTHORIZED, message).into_response(),
+    let ticket = match query
+        .ticket
+        .as_deref()
+        .map(|t| state.tickets.verify(t, state.engine.now()))
+    {
+        Some(Ok(ticket)) if ticket.space == space => ticket,
+        Some(Ok(_)) => {
+            return (StatusCode::UNAUTHORIZED, "the ticket is for another space").into_response()
+        }
+        Some(Err(e)) => return (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
+        None => {
+            return (StatusCode::UNAUTHORIZED, "a poke connection needs a ticket").into_response()
+        }
     };
-    let caller = Caller { user, space };
+    let caller = Caller {
+        user: ticket.user,
+        space,
+    };
     if let Err(e) = state.engine.authorize(&caller, Operation::Poke).await {
         return (StatusCode::FORBIDDEN, e.to_string()).into_response();
     }

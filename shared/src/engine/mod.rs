@@ -172,6 +172,11 @@ impl Engine {
         }
     }
 
+    /// The engine clock's time, in seconds since the Unix epoch.
+    pub fn now(&self) -> u64 {
+        self.config.clock.now()
+    }
+
     /// Pokes each space's listeners through `poker` after every push that committed, never
     /// before its commits are visible.
     pub fn with_poker(mut self, poker: Arc<dyn Poker>) -> Self {
