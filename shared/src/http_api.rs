@@ -102,6 +102,11 @@ impl Api {
         self
     }
 
+    /// The key poke tickets are signed with, if this API issues them.
+    pub fn tickets(&self) -> Option<&TicketKey> {
+        self.tickets.as_ref()
+    }
+
     /// The engine this API calls.
     pub fn engine(&self) -> &Engine {
         &self.engine

@@ -1,4 +1,6 @@
-//! The Lambda entry point: each function is one [`serve`] call.
+//! The Lambda entry point: each function is one [`serve`] call: `Operation::Push`,
+//! `Operation::Pull`, or `Operation::Poke` (the poke function: its ticket route and the
+//! WebSocket API's `$connect` and `$disconnect`).
 //!
 //! ```no_run
 //! use replicache_dynamodb::{lambda, App, Mutators, Operation};
@@ -15,6 +17,13 @@ use std::sync::Arc;
 
 use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+
+mod connections;
+mod pokes;
+
+pub use pokes::ApiGatewayPoker;
+
+use std::time::Duration;
 
 use crate::app::{App, Operation};
 use crate::auth::AuthMode;
@@ -38,8 +47,22 @@ pub async fn serve(op: Operation, app: App) -> Result<(), lambda_http::Error> {
         .clone()
         .ok_or("TABLE_NAME is not set: the functions need their DynamoDB table")?;
     let store = DynamoStore::from_env(table).await;
-    let engine = Engine::new(Arc::new(store), app, settings.engine_config());
-    let api = Api::new(engine, settings.auth_mode, settings.max_body_bytes);
+    let mut engine = Engine::new(Arc::new(store), app, settings.engine_config());
+    if op == Operation::Push {
+        if let Some(poker) = poker_from_env().await? {
+            engine = engine.with_poker(Arc::new(poker));
+        }
+    }
+    let mut api = Api::new(engine, settings.auth_mode, settings.max_body_bytes);
+    match crate::ticket::TicketKey::from_env()? {
+        Some(key) => api = api.with_tickets(key),
+        None if op == Operation::Poke => {
+            return Err(
+                "POKE_TICKET_KEY is not set: the poke function signs tickets with it".into(),
+            )
+        }
+        None => {}
+    }
     let api = &api;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(handle(api, op, req).await)
@@ -47,9 +70,47 @@ pub async fn serve(op: Operation, app: App) -> Result<(), lambda_http::Error> {
     .await
 }
 
-/// Handles one API Gateway request (HTTP API, payload 2.0) for `op`: what [`serve`] does
-/// per invocation, for tests and custom runtimes.
+/// The poker of the push function: `POKE_ENDPOINT` is the WebSocket API stage's management
+/// endpoint (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`), unset or empty
+/// for no pokes; `POKE_BUDGET_MS` bounds the time a push spends poking (default 500).
+async fn poker_from_env() -> Result<Option<ApiGatewayPoker>, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let Some(endpoint) = var("POKE_ENDPOINT") else {
+        return Ok(None);
+    };
+    let endpoint = endpoint.trim().trim_end_matches('/').to_owned();
+    if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+        return Err(format!("POKE_ENDPOINT: {endpoint:?} is not an http(s) URL"));
+    }
+    let budget = match var("POKE_BUDGET_MS") {
+        None => DEFAULT_POKE_BUDGET,
+        Some(v) => Duration::from_millis(
+            v.trim()
+                .parse()
+                .map_err(|_| format!("POKE_BUDGET_MS: {v:?} is not a number of milliseconds"))?,
+        ),
+    };
+    let config = aws_config::load_from_env().await;
+    let client = aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(&config)
+            .endpoint_url(endpoint)
+            .build(),
+    );
+    Ok(Some(ApiGatewayPoker::new(client, budget, POKE_CONCURRENCY)))
+}
+
+/// How long a push spends poking at most, by default.
+const DEFAULT_POKE_BUDGET: Duration = Duration::from_millis(500);
+/// Posts to connections in flight at once.
+const POKE_CONCURRENCY: usize = 32;
+
+/// Handles one API Gateway event for `op`: an HTTP API request (payload 2.0), or for the
+/// poke function a WebSocket API event. What [`serve`] does per invocation, for tests and
+/// custom runtimes.
 pub async fn handle(api: &Api, op: Operation, req: Request) -> Response<Body> {
+    if let Some(RequestContext::WebSocket(ctx)) = req.request_context_ref() {
+        return connections::handle(api.engine(), api.tickets(), ctx, &req).await;
+    }
     let (jwt_sub, request_id) = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => (
             ctx.authorizer

@@ -5,6 +5,7 @@ mod bad_input;
 mod concurrency;
 mod handlers;
 mod model_check;
+mod poke_handlers;
 mod protocol;
 mod round_trips;
 mod template;

@@ -1,0 +1,188 @@
+//! The poke function in-process, fed real API Gateway events: the ticket route (HTTP API,
+//! payload 2.0, behind the JWT authorizer) and the WebSocket API's `$connect` and
+//! `$disconnect`, with valid, expired, forged, other-space, other-user and missing tickets.
+
+use std::sync::Arc;
+
+use lambda_http::Body;
+use replicache_dynamodb::http_api::{Api, AuthMode};
+use replicache_dynamodb::lambda;
+use replicache_dynamodb::store::memory::MemoryStore;
+use replicache_dynamodb::store::{Address, Record, Store};
+use replicache_dynamodb::ticket::TicketKey;
+use replicache_dynamodb::{Engine, EngineConfig, Operation};
+use serde_json::{json, Value};
+
+struct Setup {
+    api: Api,
+    store: Arc<MemoryStore>,
+    key: TicketKey,
+}
+
+/// The todo app (private spaces, a space policy) with a ticket key.
+fn setup() -> Setup {
+    let store = Arc::new(MemoryStore::new());
+    let key = TicketKey::random();
+    let engine = Engine::new(store.clone(), todo::app(), EngineConfig::default());
+    let api = Api::new(engine, AuthMode::Jwt, 5 * 1024 * 1024).with_tickets(key.clone());
+    Setup { api, store, key }
+}
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("event fixture")).expect("JSON")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn invoke(api: &Api, event: Value) -> (u16, String) {
+    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid event");
+    let response = lambda::handle(api, Operation::Poke, request).await;
+    let status = response.status().as_u16();
+    let body = match response.into_body() {
+        Body::Text(t) => t,
+        Body::Binary(b) => String::from_utf8(b).unwrap(),
+        _ => String::new(),
+    };
+    (status, body)
+}
+
+/// The ticket route as `sub` (none: no JWT claims) for `space`.
+fn ticket_request(sub: Option<&str>, space: &str) -> Value {
+    let mut e = event("http-api-pull");
+    e["routeKey"] = json!("POST /api/replicache/poke-ticket");
+    e["rawPath"] = json!("/api/replicache/poke-ticket");
+    e["requestContext"]["http"]["path"] = json!("/api/replicache/poke-ticket");
+    e["requestContext"]["routeKey"] = json!("POST /api/replicache/poke-ticket");
+    e["rawQueryString"] = json!(format!("spaceID={space}"));
+    e["queryStringParameters"] = json!({"spaceID": space});
+    e["body"] = json!("");
+    match sub {
+        Some(sub) => e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub),
+        None => e["requestContext"]["authorizer"] = Value::Null,
+    }
+    e
+}
+
+/// `$connect` of connection `id` to `space`, with `ticket` if any.
+fn connect(id: &str, space: &str, ticket: Option<&str>) -> Value {
+    let mut e = event("ws-connect");
+    e["requestContext"]["connectionId"] = json!(id);
+    let mut query = json!({"spaceID": space});
+    if let Some(t) = ticket {
+        query["ticket"] = json!(t);
+    }
+    e["multiValueQueryStringParameters"] = json!(query
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), json!([v])))
+        .collect::<serde_json::Map<_, _>>());
+    e["queryStringParameters"] = query;
+    e
+}
+
+async fn listeners(store: &MemoryStore, space: &str) -> Vec<String> {
+    let got = store
+        .get(&[Address::Listeners {
+            space: space.into(),
+        }])
+        .await
+        .unwrap();
+    match got.into_iter().next().flatten() {
+        Some(Record::Listeners(l)) => l.connections.into_keys().collect(),
+        _ => vec![],
+    }
+}
+
+#[tokio::test]
+async fn tickets_are_issued_to_users_the_space_policy_lets_listen() {
+    let s = setup();
+    let (status, body) = invoke(&s.api, ticket_request(Some("alice"), "private-alice")).await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let ticket = s
+        .key
+        .verify(body["ticket"].as_str().unwrap(), now())
+        .unwrap();
+    assert_eq!(
+        (ticket.user.as_str(), ticket.space.as_str()),
+        ("alice", "private-alice")
+    );
+    assert!(body["expiresAt"].as_u64().unwrap() <= now() + 60);
+
+    let (status, body) = invoke(&s.api, ticket_request(Some("bob"), "private-alice")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "Forbidden"
+    );
+    let (status, _) = invoke(&s.api, ticket_request(None, "private-alice")).await;
+    assert_eq!(status, 401, "no verified JWT");
+}
+
+#[tokio::test]
+async fn connect_takes_only_a_valid_ticket_for_its_space_and_user() {
+    let s = setup();
+    let space = "private-alice";
+    let valid = s.key.issue("alice", space, now() + 60);
+    let refused = [
+        (None, 401, "missing"),
+        (Some(s.key.issue("alice", space, now() - 1)), 401, "expired"),
+        (
+            Some(TicketKey::random().issue("alice", space, now() + 60)),
+            401,
+            "forged",
+        ),
+        (
+            Some(s.key.issue("alice", "private-bob", now() + 60)),
+            401,
+            "another space",
+        ),
+        // Signed, but for a user the space policy refuses.
+        (
+            Some(s.key.issue("bob", space, now() + 60)),
+            403,
+            "another user",
+        ),
+        (Some("garbage".to_owned()), 401, "not a ticket"),
+    ];
+    for (i, (ticket, expected, what)) in refused.into_iter().enumerate() {
+        let (status, body) = invoke(
+            &s.api,
+            connect(&format!("bad-{i}"), space, ticket.as_deref()),
+        )
+        .await;
+        assert_eq!(status, expected, "{what}: {body}");
+    }
+    assert!(
+        listeners(&s.store, space).await.is_empty(),
+        "nothing recorded for refusals"
+    );
+
+    let (status, body) = invoke(&s.api, connect("conn-A", space, Some(&valid))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(listeners(&s.store, space).await, ["conn-A"]);
+
+    let mut disconnect = event("ws-disconnect");
+    disconnect["requestContext"]["connectionId"] = json!("conn-A");
+    let (status, _) = invoke(&s.api, disconnect.clone()).await;
+    assert_eq!(status, 200);
+    assert!(listeners(&s.store, space).await.is_empty());
+    // A second disconnect (API Gateway retries) is harmless.
+    assert_eq!(invoke(&s.api, disconnect).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_event_fixtures_parse_as_websocket_events() {
+    let s = setup();
+    // The fixture as it is: its ticket placeholder is no ticket.
+    let (status, _) = invoke(&s.api, event("ws-connect")).await;
+    assert_eq!(status, 401);
+    assert_eq!(invoke(&s.api, event("ws-disconnect")).await.0, 200);
+}
