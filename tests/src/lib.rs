@@ -4,6 +4,7 @@ pub mod app;
 pub mod client;
 pub mod counting;
 pub mod dynamodb_local;
+pub mod fake_management;
 pub mod faulty;
 pub mod recording;
 

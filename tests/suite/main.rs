@@ -6,6 +6,7 @@ mod concurrency;
 mod handlers;
 mod model_check;
 mod poke_handlers;
+mod pokes_aws;
 mod protocol;
 mod round_trips;
 mod template;
