@@ -150,3 +150,44 @@ export async function startProxy(targetPort) {
     });
   return { url: `http://127.0.0.1:${port}/`, port, down, up: listen, stop: down };
 }
+
+/** One DynamoDB API call, unsigned (DynamoDB Local only wants the header's shape). */
+export async function dynamodb(endpoint, operation, body) {
+  const response = await fetch(endpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-amz-json-1.0',
+      'x-amz-target': `DynamoDB_20120810.${operation}`,
+      authorization: 'AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00',
+    },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(`${operation}: ${response.status} ${JSON.stringify(answer)}`);
+  return answer;
+}
+
+/** Creates `table` in DynamoDB Local at `endpoint` as template.yaml declares it. */
+export function createTable(endpoint, table) {
+  return dynamodb(endpoint, 'CreateTable', {
+    TableName: table,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [
+      { AttributeName: 'pk', AttributeType: 'S' },
+      { AttributeName: 'sk', AttributeType: 'S' },
+      { AttributeName: 'v', AttributeType: 'N' },
+    ],
+    KeySchema: [
+      { AttributeName: 'pk', KeyType: 'HASH' },
+      { AttributeName: 'sk', KeyType: 'RANGE' },
+    ],
+    LocalSecondaryIndexes: [{
+      IndexName: 'by-version',
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'v', KeyType: 'RANGE' },
+      ],
+      Projection: { ProjectionType: 'ALL' },
+    }],
+  });
+}
