@@ -108,3 +108,82 @@ async fn the_stores_create_table_matches_the_template() {
         describe(from_code.table().to_owned()).await
     );
 }
+
+fn template() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(template_path()).expect("template.yaml");
+    serde_yaml::from_str(&text).expect("YAML")
+}
+
+/// Every action a function's inline policies allow, with its resource as written.
+fn actions(t: &serde_yaml::Value, function: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for policy in t["Resources"][function]["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+    {
+        for statement in policy["Statement"].as_sequence().unwrap() {
+            for action in statement["Action"].as_sequence().unwrap() {
+                found.push(action.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Pokes on AWS: a WebSocket API routed to the poke function, a keep-alive that costs no
+/// invocation, and each function allowed only what it calls.
+#[test]
+fn the_poke_websocket_api_and_least_privilege() {
+    let t = template();
+    let r = &t["Resources"];
+    assert_eq!(r["PokeApi"]["Properties"]["ProtocolType"], "WEBSOCKET");
+    let route = |name: &str| {
+        r[name]["Properties"]["RouteKey"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(route("PokeConnectRoute"), "$connect");
+    assert_eq!(route("PokeDisconnectRoute"), "$disconnect");
+    assert_eq!(route("PokeKeepAliveRoute"), "ping");
+    assert_eq!(
+        r["PokeKeepAliveIntegration"]["Properties"]["IntegrationType"],
+        "MOCK"
+    );
+    assert_eq!(
+        r["PokeConnectionsIntegration"]["Properties"]["IntegrationType"],
+        "AWS_PROXY"
+    );
+    assert!(
+        r["PokeTicketKey"]["Properties"]["GenerateSecretString"].is_mapping(),
+        "the stack generates the key"
+    );
+
+    assert_eq!(
+        actions(&t, "PushFunction"),
+        [
+            "dynamodb:BatchGetItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "execute-api:ManageConnections"
+        ]
+    );
+    assert_eq!(
+        actions(&t, "PullFunction"),
+        ["dynamodb:BatchGetItem", "dynamodb:Query"]
+    );
+    assert_eq!(
+        actions(&t, "PokeFunction"),
+        ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
+    );
+    let manage = serde_yaml::to_string(&r["PushFunction"]["Properties"]["Policies"]).unwrap();
+    assert!(
+        manage.contains("${PokeApi}/${PokeStage}/POST/@connections/*"),
+        "ManageConnections only on this API's stage: {manage}"
+    );
+    for output in ["PokeURL", "PokeTicketURL", "PushURL", "PullURL"] {
+        assert!(t["Outputs"][output].is_mapping(), "output {output}");
+    }
+}
