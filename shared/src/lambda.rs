@@ -18,7 +18,7 @@ use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 
 use crate::app::{App, Operation};
 use crate::auth::AuthMode;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::engine::Engine;
 use crate::http_api::{Api, ApiRequest};
 use crate::store::dynamo::DynamoStore;
@@ -29,22 +29,36 @@ use crate::store::dynamo::DynamoStore;
 /// The store, the SDK client and the settings are made once per execution environment, from
 /// the environment: `TABLE_NAME` (required), `AUTH_MODE` (`jwt` by default: the user is the
 /// `sub` claim API Gateway's JWT authorizer verified), `SCHEMA_VERSION`, `MAX_BODY_BYTES`,
-/// and the AWS SDK's own variables.
+/// and the AWS SDK's own variables. A missing or bad setting is logged (naming the variable)
+/// and fails the function's init: the process exits with an error before it takes a request.
 pub async fn serve(op: Operation, app: App) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
-    let settings = Settings::from_env(AuthMode::Jwt)?;
-    let table = settings
-        .table_name
-        .clone()
-        .ok_or("TABLE_NAME is not set: the functions need their DynamoDB table")?;
-    let store = DynamoStore::from_env(table).await;
-    let engine = Engine::new(Arc::new(store), app, settings.engine_config());
-    let api = Api::new(engine, settings.auth_mode, settings.max_body_bytes);
+    let api = match api_from_env(app).await {
+        Ok(api) => api,
+        Err(e) => {
+            tracing::error!(variable = e.name(), "configuration error: {e}");
+            return Err(e.into());
+        }
+    };
     let api = &api;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(handle(api, op, req).await)
     }))
     .await
+}
+
+/// The API of `app` as the environment configures it.
+async fn api_from_env(app: App) -> Result<Api, ConfigError> {
+    let settings = Settings::from_env(AuthMode::Jwt)?;
+    let store = DynamoStore::from_env(settings.required_table_name()?)
+        .await
+        .map_err(|e| ConfigError::new(e.variable(), e.message()))?;
+    let engine = Engine::new(Arc::new(store), app, settings.engine_config());
+    Ok(Api::new(
+        engine,
+        settings.auth_mode,
+        settings.max_body_bytes,
+    ))
 }
 
 /// Handles one API Gateway request (HTTP API, payload 2.0) for `op`: what [`serve`] does
