@@ -87,9 +87,10 @@ if [ "${1:-}" = --inside ]; then
     --change 'ENV LAMBDA_RUNTIME_DIR=/var/runtime' --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
     "$work/rootfs.tar" public.ecr.aws/lambda/provided:al2023-x86_64 >/dev/null
 
-  # DynamoDB Local's native libraries are unpacked into java.io.tmpdir: keep them in $work.
-  mkdir -p "$work/java-tmp"
-  export JAVA_TOOL_OPTIONS="-Djava.io.tmpdir=$work/java-tmp"
+  # Temp files (SAM's, DynamoDB Local's metadata file in its working dir, its native libraries
+  # unpacked into java.io.tmpdir) stay in $work too.
+  mkdir -p "$work/scratch"
+  export TMPDIR="$work/scratch" JAVA_TOOL_OPTIONS="-Djava.io.tmpdir=$work/scratch"
   log "node --test tests/sam-local/"
   SAM_LOCAL_WORK="$work" SAM_LOCAL_TEMPLATE="$work/build/template.yaml" node --test ${SAM_LOCAL_NODE_ARGS:-} tests/sam-local/
   exit 0
