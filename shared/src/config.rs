@@ -20,11 +20,33 @@ pub struct Settings {
 }
 
 /// A setting with a value that cannot be used.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("{name}: {message}")]
 pub struct ConfigError {
     name: &'static str,
     message: String,
+}
+
+impl ConfigError {
+    /// The error of the setting `name` (the environment variable).
+    pub(crate) fn new(name: &'static str, message: impl Into<String>) -> Self {
+        ConfigError {
+            name,
+            message: message.into(),
+        }
+    }
+
+    /// The environment variable at fault.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+// A binary whose `main` returns this error prints it with `Debug`: the same line as `Display`.
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl Settings {
@@ -34,6 +56,16 @@ impl Settings {
             schema_version: self.schema_version.clone(),
             ..EngineConfig::default()
         }
+    }
+
+    /// `TABLE_NAME`, which the Lambda functions cannot run without.
+    pub fn required_table_name(&self) -> Result<&str, ConfigError> {
+        self.table_name.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "TABLE_NAME",
+                "not set: the functions need their DynamoDB table",
+            )
+        })
     }
 
     /// Reads the settings, with `default_auth` where `AUTH_MODE` is unset.
@@ -49,17 +81,21 @@ impl Settings {
         let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let auth_mode = match non_empty("AUTH_MODE") {
             None => default_auth,
-            Some(v) => v.parse().map_err(|message| ConfigError {
-                name: "AUTH_MODE",
-                message,
-            })?,
+            Some(v) => v
+                .parse()
+                .map_err(|message| ConfigError::new("AUTH_MODE", message))?,
         };
         let max_body_bytes = match non_empty("MAX_BODY_BYTES") {
             None => DEFAULT_MAX_BODY_BYTES,
-            Some(v) => v.trim().parse().map_err(|_| ConfigError {
-                name: "MAX_BODY_BYTES",
-                message: format!("{v:?} is not a number of bytes"),
-            })?,
+            Some(v) => match v.trim().parse() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "MAX_BODY_BYTES",
+                        format!("{v:?} is not a positive number of bytes"),
+                    ))
+                }
+            },
         };
         Ok(Settings {
             table_name: non_empty("TABLE_NAME"),
@@ -67,5 +103,90 @@ impl Settings {
             schema_version: non_empty("SCHEMA_VERSION"),
             max_body_bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(AuthMode::Jwt, |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    fn error(vars: &[(&str, &str)]) -> String {
+        settings(vars)
+            .expect_err("a configuration error")
+            .to_string()
+    }
+
+    #[test]
+    fn empty_values_mean_unset() {
+        let s = settings(&[
+            ("TABLE_NAME", ""),
+            ("AUTH_MODE", " "),
+            ("SCHEMA_VERSION", ""),
+            ("MAX_BODY_BYTES", ""),
+        ])
+        .unwrap();
+        assert_eq!(s.table_name, None);
+        assert_eq!(s.auth_mode, AuthMode::Jwt);
+        assert_eq!(s.schema_version, None);
+        assert_eq!(s.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn values_are_read() {
+        let s = settings(&[
+            ("TABLE_NAME", "sync"),
+            ("AUTH_MODE", "header"),
+            ("SCHEMA_VERSION", "v2"),
+            ("MAX_BODY_BYTES", " 1024 "),
+        ])
+        .unwrap();
+        assert_eq!(s.required_table_name().unwrap(), "sync");
+        assert_eq!(s.auth_mode, AuthMode::Header);
+        assert_eq!(s.schema_version.as_deref(), Some("v2"));
+        assert_eq!(s.max_body_bytes, 1024);
+    }
+
+    #[test]
+    fn missing_table_name_is_named() {
+        let e = settings(&[]).unwrap().required_table_name().unwrap_err();
+        assert_eq!(e.name(), "TABLE_NAME");
+        assert_eq!(
+            e.to_string(),
+            "TABLE_NAME: not set: the functions need their DynamoDB table"
+        );
+        // `main` returning it prints the same line.
+        assert_eq!(format!("{e:?}"), e.to_string());
+    }
+
+    #[test]
+    fn bad_auth_mode_is_named() {
+        assert_eq!(
+            error(&[("AUTH_MODE", "cognito")]),
+            r#"AUTH_MODE: "cognito" is neither "jwt" nor "header""#
+        );
+    }
+
+    #[test]
+    fn bad_max_body_bytes_is_named() {
+        assert_eq!(
+            error(&[("MAX_BODY_BYTES", "5MB")]),
+            r#"MAX_BODY_BYTES: "5MB" is not a positive number of bytes"#
+        );
+        assert_eq!(
+            error(&[("MAX_BODY_BYTES", "0")]),
+            r#"MAX_BODY_BYTES: "0" is not a positive number of bytes"#
+        );
+        assert_eq!(
+            error(&[("MAX_BODY_BYTES", "-1")]),
+            r#"MAX_BODY_BYTES: "-1" is not a positive number of bytes"#
+        );
     }
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use crate::app::{App, Operation};
 use crate::auth::AuthMode;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::engine::Engine;
 use crate::http_api::{Api, ApiRequest};
 use crate::store::dynamo::DynamoStore;
@@ -38,31 +38,17 @@ use crate::store::dynamo::DynamoStore;
 /// The store, the SDK client and the settings are made once per execution environment, from
 /// the environment: `TABLE_NAME` (required), `AUTH_MODE` (`jwt` by default: the user is the
 /// `sub` claim API Gateway's JWT authorizer verified), `SCHEMA_VERSION`, `MAX_BODY_BYTES`,
-/// and the AWS SDK's own variables.
+/// and the AWS SDK's own variables. A missing or bad setting is logged (naming the variable)
+/// and fails the function's init: the process exits with an error before it takes a request.
 pub async fn serve(op: Operation, app: App) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
-    let settings = Settings::from_env(AuthMode::Jwt)?;
-    let table = settings
-        .table_name
-        .clone()
-        .ok_or("TABLE_NAME is not set: the functions need their DynamoDB table")?;
-    let store = DynamoStore::from_env(table).await;
-    let mut engine = Engine::new(Arc::new(store), app, settings.engine_config());
-    if op == Operation::Push {
-        if let Some(poker) = poker_from_env().await? {
-            engine = engine.with_poker(Arc::new(poker));
+    let api = match api_from_env(op, app).await {
+        Ok(api) => api,
+        Err(e) => {
+            tracing::error!(variable = e.name(), "configuration error: {e}");
+            return Err(e.into());
         }
-    }
-    let mut api = Api::new(engine, settings.auth_mode, settings.max_body_bytes);
-    match crate::ticket::TicketKey::from_env()? {
-        Some(key) => api = api.with_tickets(key),
-        None if op == Operation::Poke => {
-            return Err(
-                "POKE_TICKET_KEY is not set: the poke function signs tickets with it".into(),
-            )
-        }
-        None => {}
-    }
+    };
     let api = &api;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Infallible>(handle(api, op, req).await)
@@ -70,25 +56,56 @@ pub async fn serve(op: Operation, app: App) -> Result<(), lambda_http::Error> {
     .await
 }
 
+/// The API of `app` for `op` as the environment configures it.
+async fn api_from_env(op: Operation, app: App) -> Result<Api, ConfigError> {
+    let settings = Settings::from_env(AuthMode::Jwt)?;
+    let store = DynamoStore::from_env(settings.required_table_name()?)
+        .await
+        .map_err(|e| ConfigError::new(e.variable(), e.message()))?;
+    let mut engine = Engine::new(Arc::new(store), app, settings.engine_config());
+    if op == Operation::Push {
+        if let Some(poker) = poker_from_env().await? {
+            engine = engine.with_poker(Arc::new(poker));
+        }
+    }
+    let api = Api::new(engine, settings.auth_mode, settings.max_body_bytes);
+    let key =
+        crate::ticket::TicketKey::from_env().map_err(|e| ConfigError::new("POKE_TICKET_KEY", e))?;
+    Ok(match key {
+        Some(key) => api.with_tickets(key),
+        None if op == Operation::Poke => {
+            return Err(ConfigError::new(
+                "POKE_TICKET_KEY",
+                "not set: the poke function signs tickets with it",
+            ))
+        }
+        None => api,
+    })
+}
+
 /// The poker of the push function: `POKE_ENDPOINT` is the WebSocket API stage's management
 /// endpoint (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`), unset or empty
 /// for no pokes; `POKE_BUDGET_MS` bounds the time a push spends poking (default 500).
-async fn poker_from_env() -> Result<Option<ApiGatewayPoker>, String> {
+async fn poker_from_env() -> Result<Option<ApiGatewayPoker>, ConfigError> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let Some(endpoint) = var("POKE_ENDPOINT") else {
         return Ok(None);
     };
     let endpoint = endpoint.trim().trim_end_matches('/').to_owned();
     if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-        return Err(format!("POKE_ENDPOINT: {endpoint:?} is not an http(s) URL"));
+        return Err(ConfigError::new(
+            "POKE_ENDPOINT",
+            format!("{endpoint:?} is not an http(s) URL"),
+        ));
     }
     let budget = match var("POKE_BUDGET_MS") {
         None => DEFAULT_POKE_BUDGET,
-        Some(v) => Duration::from_millis(
-            v.trim()
-                .parse()
-                .map_err(|_| format!("POKE_BUDGET_MS: {v:?} is not a number of milliseconds"))?,
-        ),
+        Some(v) => Duration::from_millis(v.trim().parse().map_err(|_| {
+            ConfigError::new(
+                "POKE_BUDGET_MS",
+                format!("{v:?} is not a number of milliseconds"),
+            )
+        })?),
     };
     let config = aws_config::load_from_env().await;
     let client = aws_sdk_apigatewaymanagement::Client::from_conf(

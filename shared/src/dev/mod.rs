@@ -88,7 +88,7 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
     let settings = Settings::from_env(AuthMode::Header)?;
     let store: Arc<dyn Store> = match &settings.table_name {
         Some(table) => {
-            let store = DynamoStore::from_env(table.clone()).await;
+            let store = DynamoStore::from_env(table.clone()).await?;
             if options.create_table {
                 store.create_table().await?;
             }

@@ -42,10 +42,17 @@ impl DynamoStore {
     }
 
     /// A store on `table` with the SDK configured from the standard AWS environment
-    /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local).
-    pub async fn from_env(table: impl Into<String>) -> Self {
-        let config = aws_config::load_from_env().await;
-        Self::new(DynamoClient::new(&config), table)
+    /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_DYNAMODB` or `AWS_ENDPOINT_URL` for
+    /// DynamoDB Local). An empty endpoint variable means unset (`sam local` passes `""` for
+    /// the template's absent value); endpoints in AWS profile files are not used. A missing
+    /// region or an endpoint that is not an http(s) URL is an error naming the variable.
+    pub async fn from_env(table: impl Into<String>) -> Result<Self, FromEnvError> {
+        let endpoint = endpoint_url(|name| std::env::var(name).ok())?;
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let config = client_config(&shared, endpoint)?;
+        Ok(Self::new(DynamoClient::from_conf(config), table))
     }
 
     /// The SDK client.
@@ -607,4 +614,218 @@ fn classify_transaction(
         }
     }
     classify(e)
+}
+
+/// A setting of the environment that [`DynamoStore::from_env`] cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct FromEnvError {
+    variable: &'static str,
+    message: String,
+}
+
+impl FromEnvError {
+    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+        FromEnvError {
+            variable,
+            message: message.into(),
+        }
+    }
+
+    /// The environment variable at fault.
+    pub fn variable(&self) -> &'static str {
+        self.variable
+    }
+
+    /// What is wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// The DynamoDB endpoint from `AWS_ENDPOINT_URL_DYNAMODB`, else `AWS_ENDPOINT_URL` (read
+/// through `lookup`); empty or blank means unset; anything else must be an http(s) URL.
+fn endpoint_url(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<String>, FromEnvError> {
+    for name in ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"] {
+        let Some(value) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let value = value.trim();
+        let valid = value.parse::<http::Uri>().is_ok_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some_and(|h| !h.is_empty())
+        });
+        if !valid {
+            return Err(FromEnvError::new(
+                name,
+                format!("{value:?} is not an http(s) URL (such as http://localhost:8000)"),
+            ));
+        }
+        return Ok(Some(value.to_owned()));
+    }
+    Ok(None)
+}
+
+/// The DynamoDB client's configuration: `shared`, with `endpoint` in place of whatever
+/// endpoint the SDK found in the environment or a profile itself (it would take an empty
+/// one and panic on the first request), and a region required.
+fn client_config(
+    shared: &aws_config::SdkConfig,
+    endpoint: Option<String>,
+) -> Result<aws_sdk_dynamodb::Config, FromEnvError> {
+    if shared.region().is_none() {
+        return Err(FromEnvError::new(
+            "AWS_REGION",
+            "not set, and no region in the AWS profile: the SDK cannot sign requests without one",
+        ));
+    }
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(shared);
+    builder.set_endpoint_url(endpoint);
+    Ok(builder.build())
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    fn endpoint(vars: &[(&str, &str)]) -> Result<Option<String>, FromEnvError> {
+        endpoint_url(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    /// Stops every request before it is signed and sent, and keeps its URI.
+    #[derive(Debug, Clone, Default)]
+    struct CaptureUri(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+    impl aws_sdk_dynamodb::config::Intercept for CaptureUri {
+        fn name(&self) -> &'static str {
+            "CaptureUri"
+        }
+
+        fn read_before_signing(
+            &self,
+            context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<
+                '_,
+            >,
+            _: &aws_sdk_dynamodb::config::RuntimeComponents,
+            _: &mut aws_sdk_dynamodb::config::ConfigBag,
+        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            *self.0.lock().unwrap() = Some(context.request().uri().to_owned());
+            Err("captured".into())
+        }
+    }
+
+    /// The URI a request through a client on `config` goes to.
+    async fn request_uri(config: aws_sdk_dynamodb::Config) -> Option<String> {
+        let capture = CaptureUri::default();
+        let config = config
+            .to_builder()
+            .interceptor(capture.clone())
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .build();
+        let _ = DynamoClient::from_conf(config).list_tables().send().await;
+        let uri = capture.0.lock().unwrap().clone();
+        uri
+    }
+
+    fn shared(region: Option<&str>, endpoint: Option<&str>) -> aws_config::SdkConfig {
+        let mut builder = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest());
+        builder.set_region(region.map(|r| aws_config::Region::new(r.to_owned())));
+        builder.set_endpoint_url(endpoint.map(str::to_owned));
+        builder.build()
+    }
+
+    #[tokio::test]
+    async fn an_empty_endpoint_means_unset() {
+        for empty in ["", " ", "\t\n"] {
+            assert_eq!(
+                endpoint(&[("AWS_ENDPOINT_URL_DYNAMODB", empty)]).unwrap(),
+                None
+            );
+            assert_eq!(
+                endpoint(&[
+                    ("AWS_ENDPOINT_URL_DYNAMODB", empty),
+                    ("AWS_ENDPOINT_URL", empty)
+                ])
+                .unwrap(),
+                None
+            );
+        }
+        assert_eq!(endpoint(&[]).unwrap(), None);
+        // An empty endpoint the SDK itself picked up is replaced, not kept (the SDK would
+        // panic on the request with "URL was unset"): the region's endpoint is used.
+        let config = client_config(&shared(Some("us-east-1"), Some("")), None).unwrap();
+        assert_eq!(
+            request_uri(config).await.as_deref(),
+            Some("https://dynamodb.us-east-1.amazonaws.com/")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_service_endpoint_wins_then_the_general_one() {
+        assert_eq!(
+            endpoint(&[
+                (
+                    "AWS_ENDPOINT_URL_DYNAMODB",
+                    " http://host.containers.internal:8000 "
+                ),
+                ("AWS_ENDPOINT_URL", "http://other:1"),
+            ])
+            .unwrap()
+            .as_deref(),
+            Some("http://host.containers.internal:8000")
+        );
+        assert_eq!(
+            endpoint(&[
+                ("AWS_ENDPOINT_URL_DYNAMODB", ""),
+                ("AWS_ENDPOINT_URL", "https://dynamodb.example.com")
+            ])
+            .unwrap()
+            .as_deref(),
+            Some("https://dynamodb.example.com")
+        );
+        let config = client_config(
+            &shared(Some("us-east-1"), Some("")),
+            Some("http://127.0.0.1:8000".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            request_uri(config).await.as_deref(),
+            Some("http://127.0.0.1:8000/")
+        );
+    }
+
+    #[test]
+    fn a_bad_endpoint_is_named() {
+        for (name, bad) in [
+            ("AWS_ENDPOINT_URL_DYNAMODB", "localhost:8000"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "ftp://localhost:8000"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://"),
+            ("AWS_ENDPOINT_URL", "not a url"),
+        ] {
+            let e = endpoint(&[(name, bad)]).unwrap_err();
+            assert_eq!(e.variable(), name);
+            assert_eq!(
+                e.to_string(),
+                format!("{name}: {bad:?} is not an http(s) URL (such as http://localhost:8000)")
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_region_is_named() {
+        let e = client_config(&shared(None, None), None).unwrap_err();
+        assert_eq!(e.variable(), "AWS_REGION");
+        assert_eq!(
+            e.to_string(),
+            "AWS_REGION: not set, and no region in the AWS profile: the SDK cannot sign requests without one"
+        );
+        assert!(client_config(&shared(Some("eu-west-1"), None), None).is_ok());
+    }
 }
