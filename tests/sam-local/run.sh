@@ -220,8 +220,8 @@ rm -rf "$rootfs" "$work/debs"
 # workspace's target dir; building both first in one cargo invocation lets cargo link them in
 # parallel, and sam build then finds them up to date.
 build_started=$(date +%s)
-log "cargo lambda build --release --bin push --bin pull (x86_64)"
-cargo lambda build --release --bin push --bin pull
+log "cargo lambda build --release --bin push --bin pull --bin poke (x86_64)"
+cargo lambda build --release --bin push --bin pull --bin poke
 release_done=$(date +%s)
 log "sam build --beta-features (Architecture=x86_64)"
 sam build --beta-features --parameter-overrides Architecture=x86_64 --build-dir "$work/build" \

@@ -88,6 +88,10 @@ function envFile(name, dynamodbPort, authMode, extra = {}) {
       AUTH_MODE: authMode,
       // podman's name for the host; Docker's is host.docker.internal (see local/env.json).
       AWS_ENDPOINT_URL_DYNAMODB: `http://host.containers.internal:${dynamodbPort}`,
+      // sam local resolves no dynamic reference: the poke function's key comes from here,
+      // and the push function pokes nothing (sam local has no WebSocket API).
+      POKE_TICKET_KEY: 'sam-local-ticket-key-0123456789abcdef0123',
+      POKE_ENDPOINT: '',
       RUST_LOG: 'info',
       ...extra,
     },
@@ -300,6 +304,17 @@ describe('sam local start-api, the release build on DynamoDB Local', () => {
     const incomplete = await post(api.url, 'pull', space, 'alice', { pullVersion: 1 });
     assert.equal(incomplete.status, 400);
     assert.equal(incomplete.body.error, 'InvalidRequest');
+  });
+
+  test('the poke function issues tickets on the HTTP API', async () => {
+    const response = await fetch(`${api.url}api/replicache/poke-ticket?spaceID=room`, {
+      method: 'POST',
+      headers: { authorization: 'alice' },
+    });
+    assert.equal(response.status, 200);
+    const { ticket, expiresAt } = await response.json();
+    const [payload] = ticket.split('.');
+    assert.deepEqual(JSON.parse(Buffer.from(payload, 'base64url')), { u: 'alice', s: 'room', e: expiresAt });
   });
 
   test('the demo is served with --static-dir', async () => {
