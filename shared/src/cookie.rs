@@ -6,11 +6,14 @@
 //! for and whether that version still means what it meant (the store may have been wiped, as
 //! an in-memory store is on every restart). A cookie is therefore an object:
 //!
-//! `{"order": 42, "version": 40, "epoch": "7f3a…"}`
+//! `{"order": 42, "version": 40, "epoch": "7f3a…", "t": 1795700000}`
 //!
 //! `version` is the space version the client's view reflects, `epoch` identifies the life of
 //! the space's version counter, and `order` is `version` plus an offset that only changes when
-//! the server had to reset a client from a cookie it could not serve from.
+//! the server had to reset a client from a cookie it could not serve from. `t` is when it was
+//! issued (tombstones older than the GC horizon are gone, so an old cookie gets a reset). A
+//! page of an incomplete sync also carries `p`: the lmid changes owed to the client, sent
+//! with the page that completes the sync (never ahead of the effects the client has).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,6 +41,12 @@ pub struct Cookie {
     pub version: u64,
     /// Life of the space's version counter.
     pub epoch: String,
+    /// When it was issued, in seconds since the Unix epoch (0: before cookies said).
+    #[serde(default, rename = "t")]
+    pub issued: u64,
+    /// For a page of an incomplete sync: the lmid changes of the caller's group not sent yet.
+    #[serde(default, rename = "p", skip_serializing_if = "Option::is_none")]
+    pub pending: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Where a pull starts from, decided from the request's cookie.
@@ -94,6 +103,8 @@ pub fn next_cookie(base: &Base, version: u64, epoch: &str) -> Cookie {
         order,
         version,
         epoch: epoch.to_owned(),
+        issued: 0,
+        pending: None,
     }
 }
 

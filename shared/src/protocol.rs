@@ -7,6 +7,12 @@ use serde_json::Value;
 /// The only push and pull protocol version this server speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
 
+/// The key a pull response sets to `{"complete": false, ...}` when it is one page of a sync
+/// too large for one response, and to `{"complete": true}` with the page that completes it.
+/// Replicache 15 does not pull again by itself after a page: pull again while this key says
+/// `complete: false` (`web/src/sync.js` does). Applications must not write this key.
+pub const SYNC_KEY: &str = "replicache-dynamodb/sync";
+
 /// Body of `POST /api/replicache/pull`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -92,3 +92,108 @@ pub(crate) fn changes_at(
     }
     Ok(latest)
 }
+
+/// One page of a sync too large for one response: the latest record per address among
+/// `records` (the changes in `(after, cut]`, read first), if each commit in
+/// `(recent_after, cut]` (those recent enough that they may still be becoming visible; older
+/// ones are assumed visible) shows in full: its commit log, and every item it wrote, seen in
+/// `records` or, overwritten since, in `later` (the changes above `cut`, read after).
+/// Otherwise, why not. The page is not a snapshot: keys overwritten after `cut` come with a
+/// later page, and the page that completes the sync is a snapshot again ([`changes_at`]).
+pub(crate) fn page_at(
+    records: Vec<Record>,
+    later: Vec<Record>,
+    recent_after: Version,
+    cut: Version,
+    slots: u32,
+) -> Result<BTreeMap<Address, Record>, String> {
+    let mut latest: BTreeMap<Address, Record> = BTreeMap::new();
+    let mut logs: Vec<CommitLog> = Vec::new();
+    for record in records {
+        let v = record.row_version().unwrap_or(0);
+        if v > cut {
+            return Err(format!("a record of version {v} in a page cut at {cut}"));
+        }
+        if let Record::CommitLog(log) = &record {
+            logs.push(log.clone());
+        }
+        let address = record.address();
+        if latest
+            .get(&address)
+            .is_none_or(|r| r.row_version().unwrap_or(0) < v)
+        {
+            latest.insert(address, record);
+        }
+    }
+    let mut seen: HashMap<Written, Version> = HashMap::new();
+    for r in latest.values().chain(later.iter()) {
+        let written = match r {
+            Record::Entity(e) => (Written::Entity(e.key.clone()), e.version),
+            Record::Client(c) => (Written::Client(c.id.clone()), c.version),
+            _ => continue,
+        };
+        let known = seen.entry(written.0).or_insert(written.1);
+        *known = (*known).max(written.1);
+    }
+    if cut > recent_after {
+        for log in recent_commits(&logs, recent_after, cut, slots)? {
+            for w in &log.written {
+                if seen.get(w).is_none_or(|v| *v < log.version) {
+                    return Err(format!(
+                        "commit {} is not visible on {w:?} yet",
+                        log.version
+                    ));
+                }
+            }
+        }
+    }
+    Ok(latest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Entity;
+
+    fn entity(key: &str, version: Version) -> Record {
+        Record::Entity(Entity {
+            space: "s".into(),
+            key: key.into(),
+            version,
+            value: Some("1".into()),
+        })
+    }
+
+    fn log(version: Version, keys: &[&str], slots: u32) -> Record {
+        Record::CommitLog(CommitLog {
+            space: "s".into(),
+            slot: (version % u64::from(slots)) as u32,
+            version,
+            written: keys.iter().map(|k| Written::Entity((*k).into())).collect(),
+        })
+    }
+
+    #[test]
+    fn a_page_needs_its_recent_commits_visible_or_overwritten() {
+        // Commit 2 wrote a and b; the page is cut at 2, the space is at 3.
+        let page = vec![
+            entity("x", 1),
+            log(1, &["x"], 8),
+            entity("a", 2),
+            log(2, &["a", "b"], 8),
+        ];
+        let b_seen = vec![entity("b", 2)];
+        assert!(page_at([page.clone(), b_seen].concat(), vec![], 0, 2, 8).is_ok());
+        // b not visible yet: not a page to answer (the client would never get b).
+        let why = page_at(page.clone(), vec![], 0, 2, 8).unwrap_err();
+        assert!(why.contains("commit 2"), "{why}");
+        // b overwritten by commit 3 since: the page stands, b comes with the next one.
+        let latest = page_at(page.clone(), vec![entity("b", 3)], 0, 2, 8).unwrap();
+        assert!(!latest.contains_key(&Address::Entity {
+            space: "s".into(),
+            key: "b".into()
+        }));
+        // Commits older than the recent window are not checked.
+        assert!(page_at(page, vec![], 2, 2, 8).is_ok());
+    }
+}

@@ -94,6 +94,8 @@ pub struct View {
     pub cookie: Value,
     /// Known lmids.
     pub lmids: BTreeMap<String, u64>,
+    /// The version of the last complete sync, while a paged one is under way.
+    pub last_complete: u64,
 }
 
 impl View {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::app;
 use integration_tests::client::{caller, mutation, order, pull_request, push_request, View};
+use replicache_dynamodb::protocol::SYNC_KEY;
 use replicache_dynamodb::protocol::{Mutation, Reply};
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{Limits, Record};
@@ -183,12 +184,24 @@ struct Observation {
     version: u64,
     data: BTreeMap<String, Value>,
     lmids: BTreeMap<String, u64>,
+    /// For a page of an incomplete (paged) sync: the version of the view's last complete
+    /// sync. The view is then no snapshot, but each key shows a value it had at some version
+    /// between that one and this page's.
+    partial_since: Option<u64>,
 }
 
 #[derive(Default)]
 struct Committed {
     data: BTreeMap<String, Value>,
     lmids: BTreeMap<String, u64>,
+}
+
+fn version_of_or_zero(cookie: &Value) -> u64 {
+    if cookie.is_null() {
+        0
+    } else {
+        version_of(cookie)
+    }
 }
 
 fn version_of(cookie: &Value) -> u64 {
@@ -205,6 +218,10 @@ async fn pull_and_check(
     view: &mut View,
     seen: &Mutex<Vec<Observation>>,
 ) -> Result<(), String> {
+    let last_complete = match view.data.get(SYNC_KEY) {
+        Some(sync) if sync["complete"] == false => view.last_complete,
+        _ => version_of_or_zero(&view.cookie),
+    };
     let req = pull_request(group, view.cookie.clone());
     match engine.pull(&caller(user, plan_space), &req).await {
         Ok(Reply::Ok(r)) => {
@@ -216,12 +233,26 @@ async fn pull_and_check(
                 return Err("changes under an unchanged cookie (the client ignores them)".into());
             }
             view.apply(&r);
+            let partial = view
+                .data
+                .get(SYNC_KEY)
+                .is_some_and(|sync| sync["complete"] == false);
+            if partial {
+                PAGES.fetch_add(1, Ordering::Relaxed);
+            }
+            if partial && !r.last_mutation_id_changes.is_empty() {
+                return Err("lmid changes in a page of an incomplete sync".into());
+            }
+            view.last_complete = last_complete;
+            let mut data = view.data.clone();
+            data.remove(SYNC_KEY);
             seen.lock().unwrap().push(Observation {
                 space: plan_space.to_owned(),
                 group: group.to_owned(),
                 version: version_of(&r.cookie),
-                data: view.data.clone(),
+                data,
                 lmids: view.lmids.clone(),
+                partial_since: partial.then_some(last_complete),
             });
             Ok(())
         }
@@ -230,17 +261,49 @@ async fn pull_and_check(
     }
 }
 
+/// Pulls until the view's sync is complete (a paged sync ends with a page that completes it),
+/// so that every view ends with a pull checked as an exact snapshot.
+async fn finish_sync(
+    engine: &Engine,
+    plan_space: &str,
+    user: &str,
+    group: &str,
+    view: &mut View,
+    seen: &Mutex<Vec<Observation>>,
+) -> Result<(), String> {
+    for _ in 0..10_000 {
+        let incomplete = view
+            .data
+            .get(SYNC_KEY)
+            .is_some_and(|sync| sync["complete"] == false);
+        if !incomplete && !view.cookie.is_null() {
+            return Ok(());
+        }
+        pull_and_check(engine, plan_space, user, group, view, seen).await?;
+    }
+    Err(format!("{group} never completed its sync"))
+}
+
+/// Pages of incomplete syncs the paged runs have answered, in all.
+static PAGES: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs one schedule; returns how many commits it made.
 pub fn run_schedule(seed: u64) -> Result<usize, String> {
+    run_schedule_with(seed, None)
+}
+
+/// Runs one schedule with pulls cut into pages of about `pull_budget` bytes (`None`: the
+/// default budget, which these schedules never reach).
+pub fn run_schedule_with(seed: u64, pull_budget: Option<usize>) -> Result<usize, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("runtime");
-    runtime.block_on(schedule(seed))
+    runtime.block_on(schedule(seed, pull_budget))
 }
 
-async fn schedule(seed: u64) -> Result<usize, String> {
+async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String> {
     fastrand::seed(seed);
     let mut rng = fastrand::Rng::with_seed(seed);
     let groups = Arc::new(plan(&mut rng));
@@ -254,6 +317,7 @@ async fn schedule(seed: u64) -> Result<usize, String> {
         EngineConfig {
             commit_log_slots: 8,
             retry_base_delay: Duration::from_millis(1),
+            pull_budget_bytes: pull_budget.unwrap_or(EngineConfig::default().pull_budget_bytes),
             ..EngineConfig::default()
         },
     );
@@ -284,7 +348,8 @@ async fn schedule(seed: u64) -> Result<usize, String> {
                             .collect()
                     };
                     if pending.is_empty() && upto == g.mutations.len() {
-                        return Ok(());
+                        return finish_sync(&engine, &g.space, &g.user, &g.id, &mut view, &seen)
+                            .await;
                     }
                     if !pending.is_empty() {
                         match engine.push(&me, &push_request(&g.id, pending)).await {
@@ -320,7 +385,15 @@ async fn schedule(seed: u64) -> Result<usize, String> {
                 .await?;
                 tokio::task::yield_now().await;
             }
-            Ok(())
+            finish_sync(
+                &engine,
+                &space,
+                "watcher",
+                &format!("watcher{s}"),
+                &mut view,
+                &seen,
+            )
+            .await
         });
     }
     while let Some(result) = tasks.join_next().await {
@@ -425,6 +498,10 @@ async fn schedule(seed: u64) -> Result<usize, String> {
     let empty = Vec::new();
     for o in seen.lock().unwrap().iter() {
         let versions = states.get(&o.space).unwrap_or(&empty);
+        if let Some(since) = o.partial_since {
+            check_page(o, since, versions, &clients_of)?;
+            continue;
+        }
         let state = versions.get(o.version as usize).ok_or_else(|| {
             format!(
                 "a pull answered version {} of {}, never committed",
@@ -468,19 +545,84 @@ async fn schedule(seed: u64) -> Result<usize, String> {
     Ok(total_commits)
 }
 
+/// A page of an incomplete sync, seen by the group of `o`: every key shows a value it had at
+/// some version from the last complete sync (`since`) to the page's, and the lmids are still
+/// those of the last complete sync.
+fn check_page(
+    o: &Observation,
+    since: u64,
+    versions: &[Committed],
+    clients_of: &BTreeMap<&str, BTreeSet<&str>>,
+) -> Result<(), String> {
+    let window = versions
+        .get(since as usize..=o.version as usize)
+        .ok_or_else(|| format!("a page at version {} after a sync at {since}", o.version))?;
+    let keys: BTreeSet<&String> = o
+        .data
+        .keys()
+        .chain(window.iter().flat_map(|state| state.data.keys()))
+        .collect();
+    for key in keys {
+        let shown = o.data.get(key);
+        if !window.iter().any(|state| state.data.get(key) == shown) {
+            return Err(format!(
+                "a page of {} at version {} (synced at {since}) shows {key:?} as {shown:?}, \
+                 which it never was in between",
+                o.space, o.version
+            ));
+        }
+    }
+    let expected: BTreeMap<String, u64> = window[0]
+        .lmids
+        .iter()
+        .filter(|(c, _)| {
+            clients_of
+                .get(o.group.as_str())
+                .is_some_and(|cs| cs.contains(c.as_str()))
+        })
+        .map(|(c, l)| (c.clone(), *l))
+        .collect();
+    if o.lmids != expected {
+        return Err(format!(
+            "a page of {} at version {} moved lmids to {:?} before the sync completed",
+            o.space, o.version, o.lmids
+        ));
+    }
+    Ok(())
+}
+
 fn run_range(seeds: std::ops::Range<u64>) {
+    run_range_with(seeds, None);
+}
+
+fn run_range_with(seeds: std::ops::Range<u64>, pull_budget: Option<usize>) {
     let started = Instant::now();
     let mut commits = 0;
     let count = seeds.end - seeds.start;
     for seed in seeds {
-        match run_schedule(seed) {
+        match run_schedule_with(seed, pull_budget) {
             Ok(n) => commits += n,
             Err(e) => panic!("schedule {seed} failed: {e}\nreplay: MODEL_SEED={seed} cargo test -p integration-tests model_check::replay -- --ignored --nocapture"),
         }
     }
     eprintln!(
-        "model check: {count} schedules, {commits} commits, {:.1} s",
+        "model check{}: {count} schedules, {commits} commits, {:.1} s",
+        pull_budget.map_or(String::new(), |b| format!(
+            " (pulls paged at {b} bytes: {} pages of incomplete syncs)",
+            PAGES.load(Ordering::Relaxed)
+        )),
         started.elapsed().as_secs_f64()
+    );
+}
+
+/// Pulls cut into pages of about this many bytes: a commit or two each.
+const TINY_PULL_BUDGET: usize = 40;
+
+#[test]
+fn paged_pulls() {
+    run_range_with(
+        4 * SCHEDULES..4 * SCHEDULES + SCHEDULES / 2,
+        Some(TINY_PULL_BUDGET),
     );
 }
 
@@ -516,5 +658,8 @@ fn replay() {
         .ok()
         .and_then(|s| s.parse().ok())
         .expect("MODEL_SEED=<seed>");
-    run_range(seed..seed + 1);
+    let budget = std::env::var("MODEL_PULL_BUDGET")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    run_range_with(seed..seed + 1, budget);
 }

@@ -43,6 +43,11 @@ pub struct EngineConfig {
     pub connection_ttl: Duration,
     /// The wall clock, for expiries.
     pub clock: Clock,
+    /// Most bytes of patch in one pull response. A larger sync is answered in pages, each
+    /// cut between commits, the rest marked as to come ([`crate::protocol::SYNC_KEY`]). The
+    /// default leaves room for Lambda's 6 MB response limit after base64 (a gzip response
+    /// is binary, and base64 adds a third).
+    pub pull_budget_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +61,7 @@ impl Default for EngineConfig {
             max_listeners: 1_000,
             connection_ttl: Duration::from_secs(2 * 60 * 60),
             clock: Clock::default(),
+            pull_budget_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -1,17 +1,16 @@
 //! Pull: the changes between the request's cookie and the space's current version, read
 //! with a read-committed query and validated as one snapshot before they are answered.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
+use serde_json::{json, Value};
 use tracing::debug;
 
 use super::{Attempt, Caller, Engine, EngineError};
 use crate::app::Operation;
 use crate::cookie::{self, Base};
+use crate::protocol::SYNC_KEY;
 use crate::protocol::{PatchOp, PullRequest, PullResponse, Reply, VersionType};
-use crate::snapshot::changes_at;
-use crate::store::{all_pages, Address, Record};
+use crate::snapshot::{changes_at, page_at};
+use crate::store::{all_pages, Address, Record, Version};
 
 impl Engine {
     /// Answers a pull: cookie, lmid changes of the caller's client group, and patch, all from
@@ -71,28 +70,54 @@ impl Engine {
         if let Some(Record::Group(g)) = &got[1] {
             super::check_group(g, caller)?;
         }
+        let now = self.config.clock.now();
         let base = cookie::base_for(&req.cookie, version, &epoch);
-        let next = cookie::next_cookie(&base, version, &epoch);
-        let after = match &base {
-            Base::Version(c) => c.version,
-            Base::Null | Base::Reset { .. } => 0,
+        let (after, owed) = match &base {
+            Base::Version(c) => (c.version, c.pending.clone()),
+            Base::Null | Base::Reset { .. } => (0, None),
         };
-        let records = if after == version {
-            Vec::new()
-        } else {
-            let store = self.store.as_ref();
-            all_pages(|page| store.changes(space, after, page)).await?
-        };
-        let latest = changes_at(records, after, version, self.config.commit_log_slots)
-            .map_err(Attempt::Retry)?;
-
         let full = !matches!(base, Base::Version(_));
+        let read = if after == version {
+            Read::default()
+        } else {
+            self.read_changes(space, after, version).await?
+        };
+        // A page of a larger sync: the commits up to `cut`, checked visible (a cut inside the
+        // last commits, which may still be becoming visible, needs what they overwrote since).
+        let (records, cut) = match read.cut {
+            Some(cut) => {
+                let slots = u64::from(self.config.commit_log_slots.max(1));
+                let recent_from = version.saturating_sub(slots);
+                let overwritten = if cut > recent_from {
+                    let store = self.store.as_ref();
+                    all_pages(|page| store.changes(space, cut, page)).await?
+                } else {
+                    Vec::new()
+                };
+                let latest = page_at(
+                    read.records,
+                    overwritten,
+                    after.max(recent_from),
+                    cut,
+                    self.config.commit_log_slots,
+                )
+                .map_err(Attempt::Retry)?;
+                (latest, cut)
+            }
+            None => (
+                changes_at(read.records, after, version, self.config.commit_log_slots)
+                    .map_err(Attempt::Retry)?,
+                version,
+            ),
+        };
+        let complete = cut == version;
+
         let mut patch = Vec::new();
         if full {
             patch.push(PatchOp::Clear);
         }
-        let mut lmids = BTreeMap::new();
-        for record in latest.into_values() {
+        let mut lmids = owed.clone().unwrap_or_default();
+        for record in records.into_values() {
             match record {
                 Record::Entity(e) => match e.value {
                     Some(text) => patch.push(PatchOp::Put {
@@ -108,10 +133,76 @@ impl Engine {
                 _ => {}
             }
         }
+        let mut next = cookie::next_cookie(&base, cut, &epoch);
+        next.issued = now;
+        if complete {
+            if owed.is_some() {
+                patch.push(PatchOp::Put {
+                    key: SYNC_KEY.to_owned(),
+                    value: json!({"complete": true}),
+                });
+            }
+        } else {
+            // lmids wait for the page that completes the sync: until then the client keeps
+            // its pending mutations, whose effects some keys may not show yet.
+            next.pending = Some(std::mem::take(&mut lmids));
+            patch.push(PatchOp::Put {
+                key: SYNC_KEY.to_owned(),
+                value: json!({"complete": false, "version": cut, "target": version}),
+            });
+        }
         Ok(PullResponse {
             cookie: next.to_json(),
             last_mutation_id_changes: lmids,
             patch,
         })
+    }
+
+    /// The changes above `after`, in version order, up to about the pull budget: a page ends
+    /// with the last whole commit that fits (at least one commit, however large).
+    async fn read_changes(
+        &self,
+        space: &str,
+        after: Version,
+        version: Version,
+    ) -> Result<Read, Attempt> {
+        let budget = self.config.pull_budget_bytes;
+        let mut read = Read::default();
+        let mut bytes = 0usize;
+        let mut token = None;
+        loop {
+            let page = self.store.changes(space, after, token).await?;
+            for record in page.records {
+                let v = record.row_version().unwrap_or(0);
+                if let Some(last) = read.records.last().and_then(Record::row_version) {
+                    if v > last && bytes > budget && last < version {
+                        read.cut = Some(last);
+                        return Ok(read);
+                    }
+                }
+                bytes += patch_bytes(&record);
+                read.records.push(record);
+            }
+            match page.next {
+                Some(next) => token = Some(next),
+                None => return Ok(read),
+            }
+        }
+    }
+}
+
+/// What a pull read: the changes, and where it cut them if it did not read them all.
+#[derive(Default)]
+struct Read {
+    records: Vec<Record>,
+    cut: Option<Version>,
+}
+
+/// About the bytes a record takes in a pull response.
+fn patch_bytes(record: &Record) -> usize {
+    match record {
+        Record::Entity(e) => 32 + e.key.len() + e.value.as_ref().map_or(0, String::len),
+        Record::Client(c) => 16 + c.id.len(),
+        _ => 0,
     }
 }
