@@ -287,12 +287,7 @@ async fn finish_sync(
 /// Pages of incomplete syncs the paged runs have answered, in all.
 static PAGES: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs one schedule; returns how many commits it made.
-pub fn run_schedule(seed: u64) -> Result<usize, String> {
-    run_schedule_with(seed, None)
-}
-
-/// Runs one schedule with pulls cut into pages of about `pull_budget` bytes (`None`: the
+/// Runs one schedule; returns how many commits it made. Pulls are cut into pages of about `pull_budget` bytes (`None`: the
 /// default budget, which these schedules never reach).
 pub fn run_schedule_with(seed: u64, pull_budget: Option<usize>) -> Result<usize, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
