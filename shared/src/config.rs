@@ -17,6 +17,8 @@ pub struct Settings {
     pub schema_version: Option<String>,
     /// `MAX_BODY_BYTES`: largest request body accepted.
     pub max_body_bytes: usize,
+    /// `PULL_BUDGET_BYTES`: most bytes of patch in one pull response (default 4 MiB).
+    pub pull_budget_bytes: Option<usize>,
 }
 
 /// A setting with a value that cannot be used.
@@ -52,9 +54,11 @@ impl std::fmt::Debug for ConfigError {
 impl Settings {
     /// The engine's configuration under these settings.
     pub fn engine_config(&self) -> EngineConfig {
+        let default = EngineConfig::default();
         EngineConfig {
             schema_version: self.schema_version.clone(),
-            ..EngineConfig::default()
+            pull_budget_bytes: self.pull_budget_bytes.unwrap_or(default.pull_budget_bytes),
+            ..default
         }
     }
 
@@ -85,23 +89,24 @@ impl Settings {
                 .parse()
                 .map_err(|message| ConfigError::new("AUTH_MODE", message))?,
         };
-        let max_body_bytes = match non_empty("MAX_BODY_BYTES") {
-            None => DEFAULT_MAX_BODY_BYTES,
-            Some(v) => match v.trim().parse() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(ConfigError::new(
-                        "MAX_BODY_BYTES",
+        let bytes = |name: &'static str| -> Result<Option<usize>, ConfigError> {
+            match non_empty(name) {
+                None => Ok(None),
+                Some(v) => match v.trim().parse() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(ConfigError::new(
+                        name,
                         format!("{v:?} is not a positive number of bytes"),
-                    ))
-                }
-            },
+                    )),
+                },
+            }
         };
         Ok(Settings {
             table_name: non_empty("TABLE_NAME"),
             auth_mode,
             schema_version: non_empty("SCHEMA_VERSION"),
-            max_body_bytes,
+            max_body_bytes: bytes("MAX_BODY_BYTES")?.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            pull_budget_bytes: bytes("PULL_BUDGET_BYTES")?,
         })
     }
 }
@@ -187,6 +192,18 @@ mod tests {
         assert_eq!(
             error(&[("MAX_BODY_BYTES", "-1")]),
             r#"MAX_BODY_BYTES: "-1" is not a positive number of bytes"#
+        );
+    }
+
+    #[test]
+    fn pull_budget_is_read_and_a_bad_one_named() {
+        let s = settings(&[("PULL_BUDGET_BYTES", "65536")]).unwrap();
+        assert_eq!(s.engine_config().pull_budget_bytes, 65536);
+        let default = settings(&[]).unwrap().engine_config().pull_budget_bytes;
+        assert_eq!(default, EngineConfig::default().pull_budget_bytes);
+        assert_eq!(
+            error(&[("PULL_BUDGET_BYTES", "lots")]),
+            r#"PULL_BUDGET_BYTES: "lots" is not a positive number of bytes"#
         );
     }
 }

@@ -269,6 +269,55 @@ impl Api {
     }
 }
 
+/// Responses smaller than this are not worth compressing.
+const MIN_COMPRESSED_BYTES: usize = 1024;
+
+/// `response` as the client's `Accept-Encoding` (in `request_headers`) takes it: gzip when
+/// allowed and worth it (`Content-Encoding: gzip`, the body then binary), as is otherwise.
+/// Browsers' `fetch`, which Replicache uses, decompresses on its own.
+pub fn encode(request_headers: &HeaderMap, response: Response<String>) -> Response<Vec<u8>> {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.insert(
+        header::VARY,
+        header::HeaderValue::from_static("accept-encoding"),
+    );
+    if body.len() < MIN_COMPRESSED_BYTES || !accepts_gzip(request_headers) {
+        return Response::from_parts(parts, body.into_bytes());
+    }
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let written = std::io::Write::write_all(&mut encoder, body.as_bytes());
+    let (Ok(()), Ok(compressed)) = (written, encoder.finish()) else {
+        return Response::from_parts(parts, body.into_bytes());
+    };
+    parts.headers.insert(
+        header::CONTENT_ENCODING,
+        header::HeaderValue::from_static("gzip"),
+    );
+    Response::from_parts(parts, compressed)
+}
+
+/// Whether `Accept-Encoding` allows gzip (`gzip` or `*`, with a quality above 0).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let quality = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (name == "gzip" || name == "*") && quality > 0.0
+        })
+}
+
 /// An operation this API does not serve over HTTP.
 fn not_found(op: Operation) -> Failure {
     Failure::new(
@@ -377,6 +426,38 @@ fn respond(status: StatusCode, body: Value) -> Response<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_only_when_accepted_and_worth_it() {
+        let big = Response::new("x".repeat(4096));
+        let headers = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, v.parse().unwrap());
+            h
+        };
+        for accepted in ["gzip", "gzip, deflate, br", "br;q=1.0, gzip;q=0.8", "*"] {
+            let r = encode(&headers(accepted), big.clone());
+            assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip", "{accepted}");
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(&r.body()[..]),
+                &mut text,
+            )
+            .unwrap();
+            assert_eq!(text, big.body().as_str());
+        }
+        for refused in ["identity", "br", "gzip;q=0", "deflate"] {
+            let r = encode(&headers(refused), big.clone());
+            assert!(
+                r.headers().get(header::CONTENT_ENCODING).is_none(),
+                "{refused}"
+            );
+        }
+        let small = encode(&headers("gzip"), Response::new("{}".to_owned()));
+        assert!(small.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(small.body(), b"{}");
+        assert_eq!(small.headers()[header::VARY], "accept-encoding");
+    }
 
     #[test]
     fn space_defaults_and_decodes() {

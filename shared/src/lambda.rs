@@ -151,5 +151,14 @@ pub async fn handle(api: &Api, op: Operation, req: Request) -> Response<Body> {
             },
         )
         .await;
-    response.map(Body::from)
+    let response = crate::http_api::encode(req.headers(), response);
+    let binary = response
+        .headers()
+        .contains_key(http::header::CONTENT_ENCODING);
+    // A compressed body goes out base64-encoded (lambda_http does it for binary bodies).
+    response.map(|bytes| match String::from_utf8(bytes) {
+        Ok(text) if !binary => Body::Text(text),
+        Ok(text) => Body::Binary(text.into_bytes()),
+        Err(e) => Body::Binary(e.into_bytes()),
+    })
 }

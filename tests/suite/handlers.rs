@@ -182,3 +182,70 @@ async fn the_jwt_subject_owns_the_client_group() {
     let (status, _, _) = invoke(&api, Operation::Push, e).await;
     assert_eq!(status, 401);
 }
+
+/// A large pull answered to a client that accepts gzip goes out compressed (binary, so
+/// base64-encoded by the runtime), and decompresses to the same JSON.
+#[tokio::test]
+async fn large_pulls_are_gzipped_when_the_client_accepts_it() {
+    let api = api();
+    let mutations: Vec<Value> = (1..=40)
+        .map(|i| json!({"clientID": "c1", "id": i, "name": "createMessage",
+            "args": {"id": format!("m{i}"), "from": "Alice", "content": "hello ".repeat(20), "order": i}, "timestamp": 1}))
+        .collect();
+    let push = json!({"pushVersion": 1, "schemaVersion": "", "profileID": "p1", "clientGroupID": "g1", "mutations": mutations});
+    let (status, _, _) = invoke(
+        &api,
+        Operation::Push,
+        with_body(event("http-api-push"), &push.to_string(), false),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let pull = |gzip: bool| {
+        let mut e = with_body(event("http-api-pull"), &pull_json(Value::Null), false);
+        if gzip {
+            e["headers"]["accept-encoding"] = json!("gzip, deflate, br");
+        }
+        e
+    };
+    let plain = lambda::handle(
+        &api,
+        Operation::Pull,
+        lambda_http::request::from_str(&pull(false).to_string()).unwrap(),
+    )
+    .await;
+    assert!(plain.headers().get("content-encoding").is_none());
+    let Body::Text(plain_text) = plain.into_body() else {
+        panic!("a text body")
+    };
+
+    let zipped = lambda::handle(
+        &api,
+        Operation::Pull,
+        lambda_http::request::from_str(&pull(true).to_string()).unwrap(),
+    )
+    .await;
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let Body::Binary(bytes) = zipped.into_body() else {
+        panic!("a binary body")
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .unwrap();
+    let (a, b): (Value, Value) = (
+        serde_json::from_str(&plain_text).unwrap(),
+        serde_json::from_str(&text).unwrap(),
+    );
+    assert_eq!(a["patch"], b["patch"]);
+    eprintln!(
+        "pull of 40 messages: {} bytes raw, {} gzipped",
+        plain_text.len(),
+        bytes.len()
+    );
+    assert!(
+        bytes.len() * 4 < plain_text.len(),
+        "{} vs {}",
+        bytes.len(),
+        plain_text.len()
+    );
+}

@@ -4,6 +4,7 @@
 import { Replicache } from 'replicache';
 import { MESSAGE_PREFIX, mutators } from './mutators.js';
 import { endpoints, listenForPokes } from './pokes.js';
+import { completeSyncs } from './sync.js';
 
 const USER_KEY = 'chat.userID';
 const FROM_KEY = 'chat.from';
@@ -56,6 +57,9 @@ const rep = new Replicache({
   auth: userID,
   mutators,
 });
+
+// A space too large for one pull response arrives in pages: keep pulling until it is all here.
+completeSyncs(rep);
 
 const $ = (selector) => document.querySelector(selector);
 const list = $('#messages');

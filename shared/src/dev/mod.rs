@@ -233,7 +233,9 @@ async fn handle(api: &Api, op: Operation, request: Request) -> Response {
             },
         )
         .await;
-    response.into_response()
+    crate::http_api::encode(&parts.headers, response)
+        .map(axum::body::Body::from)
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]

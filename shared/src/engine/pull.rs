@@ -158,8 +158,8 @@ impl Engine {
         })
     }
 
-    /// The changes above `after`, in version order, up to about the pull budget: a page ends
-    /// with the last whole commit that fits (at least one commit, however large).
+    /// The changes above `after`, in version order, up to the pull budget: a page ends with
+    /// the last whole commit that fits (at least one commit, however large).
     async fn read_changes(
         &self,
         space: &str,
@@ -169,18 +169,24 @@ impl Engine {
         let budget = self.config.pull_budget_bytes;
         let mut read = Read::default();
         let mut bytes = 0usize;
+        // Where the commit being read starts in `read.records`.
+        let mut commit_start = 0usize;
         let mut token = None;
         loop {
             let page = self.store.changes(space, after, token).await?;
             for record in page.records {
                 let v = record.row_version().unwrap_or(0);
-                if let Some(last) = read.records.last().and_then(Record::row_version) {
-                    if v > last && bytes > budget && last < version {
-                        read.cut = Some(last);
-                        return Ok(read);
-                    }
+                let last = read.records.last().and_then(Record::row_version);
+                if last.is_some_and(|last| v > last) {
+                    commit_start = read.records.len();
                 }
                 bytes += patch_bytes(&record);
+                // Over the budget: cut before this commit, unless it is the first one.
+                if bytes > budget && commit_start > 0 && v <= version {
+                    read.records.truncate(commit_start);
+                    read.cut = read.records.last().and_then(Record::row_version);
+                    return Ok(read);
+                }
                 read.records.push(record);
             }
             match page.next {
