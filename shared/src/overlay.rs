@@ -108,6 +108,7 @@ impl Overlay {
             key: key.to_owned(),
             version: self.version + 1,
             value: Some(value.to_string()),
+            expires_at: None,
         });
         let size = record_bytes(&record);
         if size > self.limits.max_record_bytes {

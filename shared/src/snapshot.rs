@@ -161,6 +161,7 @@ mod tests {
             key: key.into(),
             version,
             value: Some("1".into()),
+            expires_at: None,
         })
     }
 

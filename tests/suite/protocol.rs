@@ -487,6 +487,7 @@ async fn a_stale_read_served_again_from_the_cache_is_still_conditioned() {
         key: "ctr".into(),
         version: 1,
         value: Some("4".into()),
+        expires_at: None,
     });
     let too_many: Vec<String> = (0..120).map(|i| format!("k/{i}")).collect();
     push_ok(

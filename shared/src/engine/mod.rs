@@ -43,6 +43,14 @@ pub struct EngineConfig {
     pub connection_ttl: Duration,
     /// The wall clock, for expiries.
     pub clock: Clock,
+    /// How long a deletion's tombstone is kept. A pull cookie issued longer ago than this
+    /// (less a day of margin, since the tombstones it needs may be gone) gets a reset: `clear`
+    /// and the whole space.
+    pub tombstone_ttl: Duration,
+    /// How long a client and its client group are kept after they last pushed. After that
+    /// they are unknown: a client whose next mutation id is not 1 gets
+    /// `ClientStateNotFound`.
+    pub client_ttl: Duration,
     /// Most bytes of patch in one pull response. A larger sync is answered in pages, each
     /// cut between commits, the rest marked as to come ([`crate::protocol::SYNC_KEY`]). The
     /// default leaves room for Lambda's 6 MB response limit after base64 (a gzip response
@@ -62,9 +70,14 @@ impl Default for EngineConfig {
             connection_ttl: Duration::from_secs(2 * 60 * 60),
             clock: Clock::default(),
             pull_budget_bytes: 4 * 1024 * 1024,
+            tombstone_ttl: Duration::from_secs(30 * DAY),
+            client_ttl: Duration::from_secs(180 * DAY),
         }
     }
 }
+
+/// Seconds in a day.
+pub(crate) const DAY: u64 = 24 * 60 * 60;
 
 /// Seconds since the Unix epoch, from the system clock unless a test sets another.
 #[derive(Clone)]
@@ -258,7 +271,8 @@ fn validate_id(what: &str, id: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// A client group belongs to the user who first pushed with it, in the space it pushed to.
+/// A client group belongs to the user who first pushed with it, in the space it pushed to
+/// (the caller checks that it has not expired).
 fn check_group(group: &crate::store::Group, caller: &Caller) -> Result<(), Attempt> {
     if group.user != caller.user {
         return Err(Attempt::Fail(EngineError::Unauthorized(format!(

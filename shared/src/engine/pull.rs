@@ -10,7 +10,7 @@ use crate::cookie::{self, Base};
 use crate::protocol::SYNC_KEY;
 use crate::protocol::{PatchOp, PullRequest, PullResponse, Reply, VersionType};
 use crate::snapshot::{changes_at, page_at};
-use crate::store::{all_pages, Address, Record, Version};
+use crate::store::{all_pages, expired, Address, Record, Version};
 
 impl Engine {
     /// Answers a pull: cookie, lmid changes of the caller's client group, and patch, all from
@@ -67,11 +67,23 @@ impl Engine {
             Some(Record::Space(m)) => (m.version, m.epoch.clone()),
             _ => (0, String::new()),
         };
-        if let Some(Record::Group(g)) = &got[1] {
-            super::check_group(g, caller)?;
-        }
         let now = self.config.clock.now();
-        let base = cookie::base_for(&req.cookie, version, &epoch);
+        if let Some(Record::Group(g)) = &got[1] {
+            if !expired(g.expires_at, now) {
+                super::check_group(g, caller)?;
+            }
+        }
+        let base = match cookie::base_for(&req.cookie, version, &epoch) {
+            // The tombstones of deletions since may be gone: start again from scratch.
+            Base::Version(c) if self.cookie_too_old(&c, now) => Base::Reset { above: c.order },
+            base => base,
+        };
+        // A page of a paged sync keeps the time its sync's base was issued (every version
+        // after that base was committed later); a complete sync is issued now.
+        let base_issued = match &base {
+            Base::Version(c) => c.issued,
+            Base::Null | Base::Reset { .. } => now,
+        };
         let (after, owed) = match &base {
             Base::Version(c) => (c.version, c.pending.clone()),
             Base::Null | Base::Reset { .. } => (0, None),
@@ -124,17 +136,22 @@ impl Engine {
                         key: e.key,
                         value: serde_json::from_str(&text).unwrap_or(Value::Null),
                     }),
-                    None if !full => patch.push(PatchOp::Del { key: e.key }),
+                    // An expired tombstone is absent: no cookie that could need it is served.
+                    None if !full && !expired(e.expires_at, now) => {
+                        patch.push(PatchOp::Del { key: e.key })
+                    }
                     None => {}
                 },
-                Record::Client(c) if c.group == req.client_group_id => {
+                Record::Client(c)
+                    if c.group == req.client_group_id && !expired(c.expires_at, now) =>
+                {
                     lmids.insert(c.id, c.lmid);
                 }
                 _ => {}
             }
         }
         let mut next = cookie::next_cookie(&base, cut, &epoch);
-        next.issued = now;
+        next.issued = if complete { now } else { base_issued };
         if complete {
             if owed.is_some() {
                 patch.push(PatchOp::Put {
@@ -194,6 +211,19 @@ impl Engine {
                 None => return Ok(read),
             }
         }
+    }
+}
+
+impl Engine {
+    /// Whether a pull from `cookie` may need tombstones already forgotten.
+    fn cookie_too_old(&self, cookie: &cookie::Cookie, now: u64) -> bool {
+        let horizon = self
+            .config
+            .tombstone_ttl
+            .as_secs()
+            .saturating_sub(super::DAY)
+            .max(self.config.tombstone_ttl.as_secs() / 2);
+        cookie.issued.saturating_add(horizon) < now
     }
 }
 

@@ -12,8 +12,8 @@ use crate::error::Kind;
 use crate::overlay::Overlay;
 use crate::protocol::{ProtocolError, PushRequest, Reply, VersionType};
 use crate::store::{
-    Address, Client, CommitLog, Entity, Expect, Group, Listeners, Record, SpaceMeta, Version,
-    Write, Written,
+    expired, Address, Client, CommitLog, Entity, Expect, Group, Listeners, Record, SpaceMeta,
+    Version, Write, Written,
 };
 use crate::tx::{MutationInfo, Tx};
 
@@ -170,12 +170,21 @@ impl Engine {
             Some(Record::Space(m)) => Some(m),
             _ => None,
         };
-        let group_exists = match got.next().flatten() {
-            Some(Record::Group(g)) => {
+        let now = self.config.clock.now();
+        let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
+        // What to write of the group: nothing while it is known and far from expiring; it
+        // again (the TTL pushed back) when half its time is gone; it anew when absent or
+        // expired (an expired group is unknown, whoever had it).
+        let group_write = match got.next().flatten() {
+            Some(Record::Group(g)) if !expired(g.expires_at, now) => {
                 super::check_group(&g, caller)?;
-                true
+                let refresh_after = client_expiry - self.config.client_ttl.as_secs() / 2;
+                g.expires_at
+                    .is_none_or(|at| at < refresh_after)
+                    .then_some(Expect::Any)
             }
-            _ => false,
+            Some(Record::Group(_)) => Some(Expect::Any),
+            _ => Some(Expect::Absent),
         };
         let listeners = match got.next().flatten() {
             Some(Record::Listeners(l)) => Some(l),
@@ -184,6 +193,13 @@ impl Engine {
         let mut clients: BTreeMap<&str, ClientState> = BTreeMap::new();
         for (id, record) in client_ids.iter().zip(got) {
             let state = match record {
+                // Expired: unknown, as if TTL had deleted it (the commit is conditioned on the
+                // record read, so that a client pushing meanwhile is not overwritten).
+                Some(Record::Client(c)) if expired(c.expires_at, now) => ClientState {
+                    lmid: 0,
+                    read_version: Some(c.version),
+                    dirty: false,
+                },
                 Some(Record::Client(c)) => {
                     if c.group != group_id {
                         return Err(Attempt::Fail(EngineError::Unauthorized(format!(
@@ -262,7 +278,8 @@ impl Engine {
             }
             let new_client = usize::from(!client.dirty);
             let dirty_clients = clients.values().filter(|c| c.dirty).count() + new_client;
-            let actions = FIXED_ACTIONS + usize::from(!group_exists) + dirty_clients + o.touched();
+            let actions =
+                FIXED_ACTIONS + usize::from(group_write.is_some()) + dirty_clients + o.touched();
             let bytes = FIXED_BYTES + o.write_bytes();
             if actions > limits.max_write_actions || bytes > limits.max_write_bytes {
                 if applied > 0 {
@@ -320,14 +337,15 @@ impl Engine {
                 .as_ref()
                 .map_or(Expect::Absent, |m| Expect::Version(m.version)),
         }];
-        if !group_exists {
+        if let Some(expect) = group_write {
             writes.push(Write::Put {
                 record: Record::Group(Group {
                     id: group_id.to_owned(),
                     user: caller.user.clone(),
                     space: space.to_owned(),
+                    expires_at: Some(client_expiry),
                 }),
-                expect: Expect::Absent,
+                expect,
             });
         }
         for (id, c) in clients.iter().filter(|(_, c)| c.dirty) {
@@ -339,6 +357,7 @@ impl Engine {
                     group: group_id.to_owned(),
                     version: new_version,
                     lmid: c.lmid,
+                    expires_at: Some(client_expiry),
                 }),
                 expect: c.read_version.map_or(Expect::Absent, Expect::Version),
             });
@@ -350,6 +369,10 @@ impl Engine {
                     key: key.clone(),
                     version: new_version,
                     value: value.clone(),
+                    // A tombstone is needed only by cookies younger than the horizon.
+                    expires_at: value
+                        .is_none()
+                        .then(|| now.saturating_add(self.config.tombstone_ttl.as_secs())),
                 }),
                 expect: expect_read(key),
             });

@@ -379,11 +379,17 @@ fn encode(record: &Record) -> Item {
                 Some(value) => set("value", s(value)),
                 None => set("deleted", AttributeValue::Bool(true)),
             }
+            if let Some(at) = e.expires_at {
+                set("expires_at", n(at));
+            }
         }
         Record::Client(c) => {
             set("v", n(c.version));
             set("lmid", n(c.lmid));
             set("group", s(&c.group));
+            if let Some(at) = c.expires_at {
+                set("expires_at", n(at));
+            }
         }
         Record::CommitLog(l) => {
             set("v", n(l.version));
@@ -400,6 +406,9 @@ fn encode(record: &Record) -> Item {
         Record::Group(g) => {
             set("user", s(&g.user));
             set("space", s(&g.space));
+            if let Some(at) = g.expires_at {
+                set("expires_at", n(at));
+            }
         }
         Record::Listeners(l) => {
             set("rev", n(l.rev));
@@ -441,6 +450,7 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             id: group.to_owned(),
             user: text("user")?,
             space: text("space")?,
+            expires_at: number("expires_at").ok(),
         }));
     }
     if let Some(id) = pk.strip_prefix("w/") {
@@ -482,6 +492,7 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             key: key.to_owned(),
             version: number("v")?,
             value: item.get("value").and_then(|v| v.as_s().ok()).cloned(),
+            expires_at: number("expires_at").ok(),
         }));
     }
     if let Some(id) = sk.strip_prefix(CLIENT_PREFIX) {
@@ -491,6 +502,7 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             group: text("group")?,
             version: number("v")?,
             lmid: number("lmid")?,
+            expires_at: number("expires_at").ok(),
         }));
     }
     if let Some(slot) = sk.strip_prefix(COMMIT_LOG_PREFIX) {

@@ -90,6 +90,9 @@ pub struct Entity {
     pub version: Version,
     /// The value as JSON text; `None` is a tombstone left by a delete.
     pub value: Option<String>,
+    /// For a tombstone: when it may be forgotten (seconds since the Unix epoch; the table's
+    /// TTL attribute). Pull cookies older than that get a reset instead of the deletion.
+    pub expires_at: Option<u64>,
 }
 
 /// A client and the last mutation id processed for it.
@@ -105,6 +108,9 @@ pub struct Client {
     pub version: Version,
     /// Last processed mutation id.
     pub lmid: u64,
+    /// When the client is forgotten unless it pushes again (seconds since the Unix epoch;
+    /// the table's TTL attribute). Expired, it is treated as unknown.
+    pub expires_at: Option<u64>,
 }
 
 /// Something a commit wrote, as its commit log lists it.
@@ -139,6 +145,9 @@ pub struct Group {
     pub user: String,
     /// The space it first pushed to.
     pub space: String,
+    /// When the group is forgotten unless it pushes again (seconds since the Unix epoch;
+    /// the table's TTL attribute). Expired, it is treated as unknown.
+    pub expires_at: Option<u64>,
 }
 
 /// The connections listening for a space's pokes, with when each expires. Pushes read it
@@ -238,6 +247,12 @@ impl Record {
             other => other.row_version(),
         }
     }
+}
+
+/// Whether a record that expires at `expires_at` has expired at `now`. DynamoDB's TTL deletes
+/// expired items late (typically within two days), so every reader checks this itself.
+pub fn expired(expires_at: Option<u64>, now: u64) -> bool {
+    expires_at.is_some_and(|at| at <= now)
 }
 
 /// A condition on a record's current state.
@@ -445,9 +460,18 @@ pub fn record_bytes(record: &Record) -> usize {
                 + e.value.as_ref().map_or(0, String::len)
                 + "deleted".len()
                 + 1
+                + "expires_at".len()
+                + NUMBER
         }
         Record::Client(c) => {
-            "v".len() + NUMBER + "lmid".len() + NUMBER + "group".len() + c.group.len()
+            "v".len()
+                + NUMBER
+                + "lmid".len()
+                + NUMBER
+                + "group".len()
+                + c.group.len()
+                + "expires_at".len()
+                + NUMBER
         }
         Record::CommitLog(l) => {
             "v".len()
@@ -461,7 +485,14 @@ pub fn record_bytes(record: &Record) -> usize {
                     })
                     .sum::<usize>()
         }
-        Record::Group(g) => "user".len() + g.user.len() + "space".len() + g.space.len(),
+        Record::Group(g) => {
+            "user".len()
+                + g.user.len()
+                + "space".len()
+                + g.space.len()
+                + "expires_at".len()
+                + NUMBER
+        }
         Record::Listeners(l) => {
             "rev".len()
                 + NUMBER
