@@ -159,8 +159,22 @@ impl Api {
             Err(f) => respond(f.status, json!({"error": f.error, "message": f.message})),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let status = response.status().as_u16();
+        metrics::histogram!(crate::telemetry_names::LATENCY_MS, "operation" => op.name())
+            .record(elapsed_ms);
+        if status == 503 {
+            metrics::counter!(crate::telemetry_names::UNAVAILABLE, "operation" => op.name())
+                .increment(1);
+        }
+        if status >= 500 {
+            metrics::counter!(crate::telemetry_names::ERRORS_5XX, "operation" => op.name())
+                .increment(1);
+        }
+        if op == Operation::Pull && status == 200 {
+            metrics::histogram!(crate::telemetry_names::PULL_BYTES)
+                .record(response.body().len() as f64);
+        }
         span.in_scope(|| {
-            let status = response.status().as_u16();
             if status >= 500 {
                 warn!(status, elapsed_ms, "{} failed", op.name());
             } else {
@@ -297,6 +311,7 @@ pub fn encode(request_headers: &HeaderMap, response: Response<String>) -> Respon
         header::CONTENT_ENCODING,
         header::HeaderValue::from_static("gzip"),
     );
+    metrics::histogram!(crate::telemetry_names::BYTES_COMPRESSED).record(compressed.len() as f64);
     Response::from_parts(parts, compressed)
 }
 

@@ -50,10 +50,36 @@ pub async fn serve(op: Operation, app: App) -> Result<(), lambda_http::Error> {
         }
     };
     let api = &api;
+    let metrics = install_metrics(op);
+    metrics::counter!(crate::telemetry_names::COLD_STARTS).increment(1);
     lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Infallible>(handle(api, op, req).await)
+        let response = handle(api, op, req).await;
+        // One EMF document per invocation, on stdout where Lambda's log capture reads it.
+        if let Some(metrics) = metrics {
+            if let Err(e) = metrics.flush(std::io::stdout()) {
+                tracing::warn!(error = %e, "could not write the metrics");
+            }
+        }
+        Ok::<_, Infallible>(response)
     }))
     .await
+}
+
+/// Installs the process's metrics recorder: CloudWatch Embedded Metric Format, namespace
+/// `ReplicacheDynamoDB`, dimension `function` (`push`, `pull` or `poke`). Returns the
+/// collector to flush after each invocation (`None` if another recorder was installed
+/// first, as in a test that installs its own).
+pub fn install_metrics(op: Operation) -> Option<&'static metrics_cloudwatch_embedded::Collector> {
+    static INSTALLED: std::sync::OnceLock<Option<&'static metrics_cloudwatch_embedded::Collector>> =
+        std::sync::OnceLock::new();
+    *INSTALLED.get_or_init(|| {
+        metrics_cloudwatch_embedded::Builder::new()
+            .cloudwatch_namespace("ReplicacheDynamoDB")
+            .with_dimension("function", op.name())
+            .init()
+            .map_err(|e| tracing::warn!(error = %e, "no metrics"))
+            .ok()
+    })
 }
 
 /// The API of `app` for `op` as the environment configures it.

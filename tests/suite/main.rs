@@ -5,6 +5,7 @@ mod bad_input;
 mod concurrency;
 mod gc;
 mod handlers;
+mod metrics;
 mod model_check;
 mod poke_handlers;
 mod pokes_aws;

@@ -187,3 +187,29 @@ fn the_poke_websocket_api_and_least_privilege() {
         assert!(t["Outputs"][output].is_mapping(), "output {output}");
     }
 }
+
+/// Operations: JSON logs with a retention, and alarms on errors, throttles and 5xx.
+#[test]
+fn logs_and_alarms() {
+    let t = template();
+    let r = &t["Resources"];
+    assert_eq!(
+        t["Globals"]["Function"]["LoggingConfig"]["LogFormat"],
+        "JSON"
+    );
+    for f in ["Push", "Pull", "Poke"] {
+        let group = &r[format!("{f}LogGroup")]["Properties"];
+        assert_eq!(group["RetentionInDays"]["Ref"], "LogRetentionDays", "{f}");
+        let logging = &r[format!("{f}Function")]["Properties"]["LoggingConfig"];
+        assert_eq!(logging["LogGroup"]["Ref"], format!("{f}LogGroup"));
+    }
+    let metric = |alarm: &str| {
+        r[alarm]["Properties"]["MetricName"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(metric("PushErrorsAlarm"), "Errors");
+    assert_eq!(metric("PullThrottlesAlarm"), "Throttles");
+    assert_eq!(metric("Api5xxAlarm"), "5xx");
+}

@@ -34,6 +34,7 @@ impl Engine {
                 Ok(response) => return Ok(Reply::Ok(response)),
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Retry(why)) => {
+                    metrics::counter!(crate::telemetry_names::PULL_RETRIES).increment(1);
                     debug!(attempt, %why, "pull saw a partial commit; retrying");
                     if attempt >= self.config.max_attempts {
                         return Err(EngineError::Unavailable(format!(
@@ -89,6 +90,9 @@ impl Engine {
             Base::Null | Base::Reset { .. } => (0, None),
         };
         let full = !matches!(base, Base::Version(_));
+        if matches!(base, Base::Reset { .. }) {
+            metrics::counter!(crate::telemetry_names::PULL_RESETS).increment(1);
+        }
         let read = if after == version {
             Read::default()
         } else {
@@ -163,6 +167,7 @@ impl Engine {
             // lmids wait for the page that completes the sync: until then the client keeps
             // its pending mutations, whose effects some keys may not show yet.
             next.pending = Some(std::mem::take(&mut lmids));
+            metrics::counter!(crate::telemetry_names::PULL_PAGES).increment(1);
             patch.push(PatchOp::Put {
                 key: SYNC_KEY.to_owned(),
                 value: json!({"complete": false, "version": cut, "target": version}),

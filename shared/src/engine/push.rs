@@ -15,6 +15,7 @@ use crate::store::{
     expired, Address, Client, CommitLog, Entity, Expect, Group, Listeners, Record, SpaceMeta,
     Version, Write, Written,
 };
+use crate::telemetry_names as names;
 use crate::tx::{MutationInfo, Tx};
 
 /// Actions every commit spends besides clients and entities: the space counter, the check of
@@ -109,6 +110,10 @@ impl Engine {
                     }
                     match step {
                         Step::Done(reply) => {
+                            let rejected = outcome.rejected.len() as u64;
+                            metrics::counter!(names::MUTATIONS_REJECTED).increment(rejected);
+                            metrics::counter!(names::MUTATIONS_APPLIED)
+                                .increment(outcome.processed as u64 - rejected);
                             if outcome.commits > 0 {
                                 self.poke(&caller.space, listeners).await;
                             }
@@ -122,6 +127,7 @@ impl Engine {
                 }
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Retry(why)) => {
+                    metrics::counter!(names::PUSH_CONFLICTS).increment(1);
                     failures += 1;
                     debug!(attempt = failures, %why, "push conflicted; retrying");
                     if failures >= self.config.max_attempts {
@@ -241,6 +247,7 @@ impl Engine {
                     client = %m.client_id, id = m.id, lmid = client.lmid,
                     "mutation from the future: the server has no state for this client"
                 );
+                metrics::counter!(names::CLIENT_STATE_NOT_FOUND).increment(1);
                 return Ok(Step::Done(Reply::Error(ProtocolError::ClientStateNotFound)));
             }
             // Each mutation gets its own handle; it stops working when the mutator returns.

@@ -1,0 +1,31 @@
+//! The names of the metrics the engine and the HTTP layer record through the `metrics`
+//! facade. In Lambda they go out as CloudWatch Embedded Metric Format (namespace
+//! `ReplicacheDynamoDB`, dimension `function`); elsewhere nothing records them unless the
+//! application installs a recorder.
+
+/// Request latency (milliseconds; label `operation`: push, pull, poke).
+pub const LATENCY_MS: &str = "latency_ms";
+/// Answers with status 503 (label `operation`).
+pub const UNAVAILABLE: &str = "unavailable";
+/// Answers with a status of 500 or more (label `operation`).
+pub const ERRORS_5XX: &str = "errors_5xx";
+/// Bytes of a pull's answer before compression.
+pub const PULL_BYTES: &str = "pull_bytes";
+/// Bytes of a compressed answer.
+pub const BYTES_COMPRESSED: &str = "bytes_compressed";
+/// Pages of incomplete syncs answered.
+pub const PULL_PAGES: &str = "pull_pages";
+/// Pulls answered with a reset (`clear` and the whole space).
+pub const PULL_RESETS: &str = "pull_resets";
+/// Pull attempts repeated because a commit was partly visible.
+pub const PULL_RETRIES: &str = "pull_retries";
+/// Mutations applied.
+pub const MUTATIONS_APPLIED: &str = "mutations_applied";
+/// Mutations rejected (by the application, or too large to commit).
+pub const MUTATIONS_REJECTED: &str = "mutations_rejected";
+/// Push attempts repeated after a conflicting commit.
+pub const PUSH_CONFLICTS: &str = "push_conflicts";
+/// Pushes answered `ClientStateNotFound`.
+pub const CLIENT_STATE_NOT_FOUND: &str = "client_state_not_found";
+/// Execution environments started (Lambda cold starts).
+pub const COLD_STARTS: &str = "cold_starts";
