@@ -52,14 +52,25 @@ pub(crate) fn changes_at(
     version: Version,
     slots: u32,
 ) -> Result<BTreeMap<Address, Record>, String> {
+    let (latest, logs) = latest_per_address(records, version, "a commit above version")?;
+    let seen = seen_versions(latest.values());
+    check_visible(recent_commits(&logs, after, version, slots)?, &seen)?;
+    Ok(latest)
+}
+
+/// The latest record per address and the commit logs among `records`; an error if one is
+/// above `limit` (`why` says what that means).
+fn latest_per_address(
+    records: Vec<Record>,
+    limit: Version,
+    why: &str,
+) -> Result<(BTreeMap<Address, Record>, Vec<CommitLog>), String> {
     let mut latest: BTreeMap<Address, Record> = BTreeMap::new();
     let mut logs: Vec<CommitLog> = Vec::new();
     for record in records {
         let v = record.row_version().unwrap_or(0);
-        if v > version {
-            return Err(format!(
-                "a commit above version {version} is partly visible"
-            ));
+        if v > limit {
+            return Err(format!("{why} {limit} is partly visible (saw {v})"));
         }
         if let Record::CommitLog(log) = &record {
             logs.push(log.clone());
@@ -72,15 +83,27 @@ pub(crate) fn changes_at(
             latest.insert(address, record);
         }
     }
-    let seen: HashMap<Written, Version> = latest
-        .values()
-        .filter_map(|r| match r {
-            Record::Entity(e) => Some((Written::Entity(e.key.clone()), e.version)),
-            Record::Client(c) => Some((Written::Client(c.id.clone()), c.version)),
-            _ => None,
-        })
-        .collect();
-    for log in recent_commits(&logs, after, version, slots)? {
+    Ok((latest, logs))
+}
+
+/// The highest version each entity and client shows among `records`.
+fn seen_versions<'a>(records: impl Iterator<Item = &'a Record>) -> HashMap<Written, Version> {
+    let mut seen: HashMap<Written, Version> = HashMap::new();
+    for r in records {
+        let (written, v) = match r {
+            Record::Entity(e) => (Written::Entity(e.key.clone()), e.version),
+            Record::Client(c) => (Written::Client(c.id.clone()), c.version),
+            _ => continue,
+        };
+        let known = seen.entry(written).or_insert(v);
+        *known = (*known).max(v);
+    }
+    seen
+}
+
+/// Every item each of `commits` wrote is seen at least at that commit's version.
+fn check_visible(commits: Vec<&CommitLog>, seen: &HashMap<Written, Version>) -> Result<(), String> {
+    for log in commits {
         for w in &log.written {
             if seen.get(w).is_none_or(|v| *v < log.version) {
                 return Err(format!(
@@ -90,7 +113,7 @@ pub(crate) fn changes_at(
             }
         }
     }
-    Ok(latest)
+    Ok(())
 }
 
 /// One page of a sync too large for one response: the latest record per address among
@@ -107,45 +130,10 @@ pub(crate) fn page_at(
     cut: Version,
     slots: u32,
 ) -> Result<BTreeMap<Address, Record>, String> {
-    let mut latest: BTreeMap<Address, Record> = BTreeMap::new();
-    let mut logs: Vec<CommitLog> = Vec::new();
-    for record in records {
-        let v = record.row_version().unwrap_or(0);
-        if v > cut {
-            return Err(format!("a record of version {v} in a page cut at {cut}"));
-        }
-        if let Record::CommitLog(log) = &record {
-            logs.push(log.clone());
-        }
-        let address = record.address();
-        if latest
-            .get(&address)
-            .is_none_or(|r| r.row_version().unwrap_or(0) < v)
-        {
-            latest.insert(address, record);
-        }
-    }
-    let mut seen: HashMap<Written, Version> = HashMap::new();
-    for r in latest.values().chain(later.iter()) {
-        let written = match r {
-            Record::Entity(e) => (Written::Entity(e.key.clone()), e.version),
-            Record::Client(c) => (Written::Client(c.id.clone()), c.version),
-            _ => continue,
-        };
-        let known = seen.entry(written.0).or_insert(written.1);
-        *known = (*known).max(written.1);
-    }
+    let (latest, logs) = latest_per_address(records, cut, "a page cut at")?;
     if cut > recent_after {
-        for log in recent_commits(&logs, recent_after, cut, slots)? {
-            for w in &log.written {
-                if seen.get(w).is_none_or(|v| *v < log.version) {
-                    return Err(format!(
-                        "commit {} is not visible on {w:?} yet",
-                        log.version
-                    ));
-                }
-            }
-        }
+        let seen = seen_versions(latest.values().chain(later.iter()));
+        check_visible(recent_commits(&logs, recent_after, cut, slots)?, &seen)?;
     }
     Ok(latest)
 }

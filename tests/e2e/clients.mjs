@@ -44,7 +44,7 @@ export function client(base, space, user, extra = {}) {
   const connected = new Promise((resolve) => { opened = resolve; });
   const stop = listenForPokes({ spaceID: space, ...urls, auth: user }, {
     onPoke: () => rep.pull().catch(() => {}),
-    onState: (open) => open && opened(),
+    onState: (open) => open && opened(true),
     WebSocket,
   });
   return {

@@ -6,12 +6,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { Replicache } from 'replicache';
-import WebSocket from 'ws';
-import { TIMEOUT_MS } from './clients.mjs';
+import { TIMEOUT_MS, client } from './clients.mjs';
 import { startDynamoDbLocal, startServer } from './support.mjs';
 import { mutators } from '../../apps/todo/client/mutators.js';
-import { endpoints, listenForPokes } from '../../web/src/pokes.js';
 
 // Every HTTP status the clients in this process were answered with, by URL, so that a test
 // can wait for the server's refusal of a real client's request.
@@ -45,36 +42,8 @@ function answeredWith(part, status) {
   });
 }
 
-/** A todo client of `user` in `space`, in its own client group, pulling when poked. */
-function todoClient(base, space, user) {
-  const urls = endpoints(space, { api: base.replace(/\/$/, ''), ws: `${base.replace('http', 'ws')}api/replicache/poke` });
-  const rep = new Replicache({
-    name: `todo-${randomUUID()}`,
-    kvStore: 'mem',
-    pullInterval: null,
-    pushDelay: 0,
-    logLevel: 'error',
-    auth: user,
-    pushURL: urls.pushURL,
-    pullURL: urls.pullURL,
-    mutators: mutators(user),
-  });
-  let opened;
-  const connected = new Promise((resolve) => { opened = resolve; });
-  const stop = listenForPokes({ spaceID: space, ...urls, auth: user }, {
-    onPoke: () => rep.pull().catch(() => {}),
-    onState: (open) => open && opened(true),
-    WebSocket,
-  });
-  return {
-    rep,
-    connected,
-    async close() {
-      stop();
-      await rep.close();
-    },
-  };
-}
+/** A todo client of `user` in `space`: the demo's client with the todo mutators. */
+const todoClient = (base, space, user) => client(base, space, user, { mutators: mutators(user) });
 
 /** The client's todos, by id. */
 const todosOf = async (tx) =>

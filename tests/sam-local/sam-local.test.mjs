@@ -13,7 +13,7 @@ import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Replicache } from 'replicache';
 import { messages, mutators, until } from '../e2e/clients.mjs';
-import { freePort, root, startDynamoDbLocal } from '../e2e/support.mjs';
+import { createTable, freePort, root, startDynamoDbLocal } from '../e2e/support.mjs';
 
 const work = process.env.SAM_LOCAL_WORK;
 const template = process.env.SAM_LOCAL_TEMPLATE;
@@ -37,47 +37,6 @@ const samEnv = {
 };
 delete samEnv.AWS_PROFILE;
 delete samEnv.AWS_SESSION_TOKEN;
-
-/** One DynamoDB API call, unsigned (DynamoDB Local only wants the header's shape). */
-async function dynamodb(endpoint, operation, body) {
-  const response = await fetch(endpoint, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-amz-json-1.0',
-      'x-amz-target': `DynamoDB_20120810.${operation}`,
-      authorization: 'AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00',
-    },
-    body: JSON.stringify(body),
-  });
-  const answer = await response.json();
-  if (!response.ok) throw new Error(`${operation}: ${response.status} ${JSON.stringify(answer)}`);
-  return answer;
-}
-
-/** The table as template.yaml declares it. */
-function createTable(endpoint) {
-  return dynamodb(endpoint, 'CreateTable', {
-    TableName: table,
-    BillingMode: 'PAY_PER_REQUEST',
-    AttributeDefinitions: [
-      { AttributeName: 'pk', AttributeType: 'S' },
-      { AttributeName: 'sk', AttributeType: 'S' },
-      { AttributeName: 'v', AttributeType: 'N' },
-    ],
-    KeySchema: [
-      { AttributeName: 'pk', KeyType: 'HASH' },
-      { AttributeName: 'sk', KeyType: 'RANGE' },
-    ],
-    LocalSecondaryIndexes: [{
-      IndexName: 'by-version',
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'v', KeyType: 'RANGE' },
-      ],
-      Projection: { ProjectionType: 'ALL' },
-    }],
-  });
-}
 
 /** An --env-vars file for every function of the template. */
 function envFile(name, dynamodbPort, authMode, extra = {}) {
@@ -221,7 +180,7 @@ describe('sam local start-api, the release build on DynamoDB Local', () => {
 
   before(async () => {
     dynamo = await startDynamoDbLocal();
-    await createTable(dynamo.endpoint);
+    await createTable(dynamo.endpoint, table);
     const port = new URL(dynamo.endpoint).port;
     const started = Date.now();
     api = await startApi(envFile('env-header.json', port, 'header'));
@@ -331,7 +290,7 @@ describe('sam local invoke, API Gateway HTTP API events', () => {
 
   before(async () => {
     dynamo = await startDynamoDbLocal();
-    await createTable(dynamo.endpoint);
+    await createTable(dynamo.endpoint, table);
     // The event files carry a JWT authorizer's claims (sub user-alice): jwt mode reads them.
     envVars = envFile('env-jwt.json', new URL(dynamo.endpoint).port, 'jwt');
   });

@@ -137,3 +137,29 @@ pub fn order(cookie: &Value) -> f64 {
         _ => panic!("unexpected cookie {cookie}"),
     }
 }
+
+/// The keys a patch puts, in order.
+pub fn puts(patch: &[PatchOp]) -> Vec<&str> {
+    patch
+        .iter()
+        .filter_map(|op| match op {
+            PatchOp::Put { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The connections recorded as listening to `space`.
+pub async fn listeners(store: &dyn replicache_dynamodb::store::Store, space: &str) -> Vec<String> {
+    use replicache_dynamodb::store::{Address, Record};
+    let got = store
+        .get(&[Address::Listeners {
+            space: space.into(),
+        }])
+        .await
+        .expect("read the listeners");
+    match got.into_iter().next().flatten() {
+        Some(Record::Listeners(l)) => l.connections.into_keys().collect(),
+        _ => vec![],
+    }
+}

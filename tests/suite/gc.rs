@@ -6,7 +6,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use integration_tests::client::{caller, mutation, order, pull_ok, push_ok, push_request, View};
+use integration_tests::client::{
+    caller, mutation, order, pull_ok, push_ok, push_request, puts, View,
+};
 use replicache_dynamodb::protocol::{PatchOp, ProtocolError, Reply};
 use replicache_dynamodb::{Clock, Engine, EngineConfig};
 use serde_json::{json, Value};
@@ -24,16 +26,6 @@ fn engine_at(store: Arc<dyn replicache_dynamodb::store::Store>) -> (Engine, Arc<
         ..EngineConfig::default()
     };
     (Engine::new(store, crate::app_for_tests(), config), now)
-}
-
-fn puts(patch: &[PatchOp]) -> Vec<&str> {
-    patch
-        .iter()
-        .filter_map(|op| match op {
-            PatchOp::Put { key, .. } => Some(key.as_str()),
-            _ => None,
-        })
-        .collect()
 }
 
 on_both_stores! {

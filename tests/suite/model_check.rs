@@ -204,6 +204,13 @@ fn version_of_or_zero(cookie: &Value) -> u64 {
     }
 }
 
+/// Whether the view is in the middle of a paged sync.
+fn incomplete(view: &View) -> bool {
+    view.data
+        .get(SYNC_KEY)
+        .is_some_and(|sync| sync["complete"] == false)
+}
+
 fn version_of(cookie: &Value) -> u64 {
     cookie["version"]
         .as_u64()
@@ -218,9 +225,10 @@ async fn pull_and_check(
     view: &mut View,
     seen: &Mutex<Vec<Observation>>,
 ) -> Result<(), String> {
-    let last_complete = match view.data.get(SYNC_KEY) {
-        Some(sync) if sync["complete"] == false => view.last_complete,
-        _ => version_of_or_zero(&view.cookie),
+    let last_complete = if incomplete(view) {
+        view.last_complete
+    } else {
+        version_of_or_zero(&view.cookie)
     };
     let req = pull_request(group, view.cookie.clone());
     match engine.pull(&caller(user, plan_space), &req).await {
@@ -233,10 +241,7 @@ async fn pull_and_check(
                 return Err("changes under an unchanged cookie (the client ignores them)".into());
             }
             view.apply(&r);
-            let partial = view
-                .data
-                .get(SYNC_KEY)
-                .is_some_and(|sync| sync["complete"] == false);
+            let partial = incomplete(view);
             if partial {
                 PAGES.fetch_add(1, Ordering::Relaxed);
             }
@@ -272,11 +277,7 @@ async fn finish_sync(
     seen: &Mutex<Vec<Observation>>,
 ) -> Result<(), String> {
     for _ in 0..10_000 {
-        let incomplete = view
-            .data
-            .get(SYNC_KEY)
-            .is_some_and(|sync| sync["complete"] == false);
-        if !incomplete && !view.cookie.is_null() {
+        if !incomplete(view) && !view.cookie.is_null() {
             return Ok(());
         }
         pull_and_check(engine, plan_space, user, group, view, seen).await?;
@@ -509,16 +510,7 @@ async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String
                 o.space, o.version, o.data, state.data
             ));
         }
-        let expected: BTreeMap<String, u64> = state
-            .lmids
-            .iter()
-            .filter(|(c, _)| {
-                clients_of
-                    .get(o.group.as_str())
-                    .is_some_and(|cs| cs.contains(c.as_str()))
-            })
-            .map(|(c, l)| (c.clone(), *l))
-            .collect();
+        let expected = lmids_of_group(state, &o.group, &clients_of);
         if o.lmids != expected {
             return Err(format!(
                 "pull of {} by {} at version {} shows lmids {:?}, but they are {:?}",
@@ -538,6 +530,24 @@ async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String
         }
     }
     Ok(total_commits)
+}
+
+/// The lmids of `state` that `group`'s pulls report: those of its own clients.
+fn lmids_of_group(
+    state: &Committed,
+    group: &str,
+    clients_of: &BTreeMap<&str, BTreeSet<&str>>,
+) -> BTreeMap<String, u64> {
+    state
+        .lmids
+        .iter()
+        .filter(|(c, _)| {
+            clients_of
+                .get(group)
+                .is_some_and(|cs| cs.contains(c.as_str()))
+        })
+        .map(|(c, l)| (c.clone(), *l))
+        .collect()
 }
 
 /// A page of an incomplete sync, seen by the group of `o`: every key shows a value it had at
@@ -567,17 +577,7 @@ fn check_page(
             ));
         }
     }
-    let expected: BTreeMap<String, u64> = window[0]
-        .lmids
-        .iter()
-        .filter(|(c, _)| {
-            clients_of
-                .get(o.group.as_str())
-                .is_some_and(|cs| cs.contains(c.as_str()))
-        })
-        .map(|(c, l)| (c.clone(), *l))
-        .collect();
-    if o.lmids != expected {
+    if o.lmids != lmids_of_group(&window[0], &o.group, clients_of) {
         return Err(format!(
             "a page of {} at version {} moved lmids to {:?} before the sync completed",
             o.space, o.version, o.lmids

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use integration_tests::client::listeners;
 use lambda_http::Body;
 use replicache_dynamodb::http_api::{Api, AuthMode};
 use replicache_dynamodb::lambda;
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::store::{Address, Record, Store};
 use replicache_dynamodb::ticket::TicketKey;
 use replicache_dynamodb::{Engine, EngineConfig, Operation};
 use serde_json::{json, Value};
@@ -87,19 +87,6 @@ fn connect(id: &str, space: &str, ticket: Option<&str>) -> Value {
     e
 }
 
-async fn listeners(store: &MemoryStore, space: &str) -> Vec<String> {
-    let got = store
-        .get(&[Address::Listeners {
-            space: space.into(),
-        }])
-        .await
-        .unwrap();
-    match got.into_iter().next().flatten() {
-        Some(Record::Listeners(l)) => l.connections.into_keys().collect(),
-        _ => vec![],
-    }
-}
-
 #[tokio::test]
 async fn tickets_are_issued_to_users_the_space_policy_lets_listen() {
     let s = setup();
@@ -161,19 +148,19 @@ async fn connect_takes_only_a_valid_ticket_for_its_space_and_user() {
         assert_eq!(status, expected, "{what}: {body}");
     }
     assert!(
-        listeners(&s.store, space).await.is_empty(),
+        listeners(s.store.as_ref(), space).await.is_empty(),
         "nothing recorded for refusals"
     );
 
     let (status, body) = invoke(&s.api, connect("conn-A", space, Some(&valid))).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(listeners(&s.store, space).await, ["conn-A"]);
+    assert_eq!(listeners(s.store.as_ref(), space).await, ["conn-A"]);
 
     let mut disconnect = event("ws-disconnect");
     disconnect["requestContext"]["connectionId"] = json!("conn-A");
     let (status, _) = invoke(&s.api, disconnect.clone()).await;
     assert_eq!(status, 200);
-    assert!(listeners(&s.store, space).await.is_empty());
+    assert!(listeners(s.store.as_ref(), space).await.is_empty());
     // A second disconnect (API Gateway retries) is harmless.
     assert_eq!(invoke(&s.api, disconnect).await.0, 200);
 }

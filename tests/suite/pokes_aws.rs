@@ -5,25 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_tests::client::{caller, create, push_ok};
+use integration_tests::client::{caller, create, listeners, push_ok};
 use integration_tests::fake_management::FakeManagement;
 use replicache_dynamodb::lambda::ApiGatewayPoker;
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{Address, Record, Store};
 use replicache_dynamodb::{Engine, EngineConfig};
-
-async fn listeners(store: &MemoryStore, space: &str) -> Vec<String> {
-    let got = store
-        .get(&[Address::Listeners {
-            space: space.into(),
-        }])
-        .await
-        .unwrap();
-    match got.into_iter().next().flatten() {
-        Some(Record::Listeners(l)) => l.connections.into_keys().collect(),
-        _ => vec![],
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pokes_go_out_after_commits_through_the_management_api() {
@@ -81,7 +68,7 @@ async fn pokes_go_out_after_commits_through_the_management_api() {
         "each live connection of the space poked once, after version 1 was committed"
     );
     assert_eq!(
-        listeners(&store, "room").await,
+        listeners(store.as_ref(), "room").await,
         ["live-1", "live-2"],
         "the 410 removed gone-1"
     );
@@ -124,7 +111,7 @@ async fn a_slow_connection_does_not_hold_the_push() {
         ["fast"]
     );
     assert_eq!(
-        listeners(&store, "room").await,
+        listeners(store.as_ref(), "room").await,
         ["fast", "stuck"],
         "slow is not gone"
     );

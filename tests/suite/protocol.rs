@@ -1,23 +1,13 @@
 //! The protocol rules, each checked against the in-memory store and DynamoDB Local.
 
 use integration_tests::client::{
-    caller, create, mutation, order, pull, pull_ok, push_ok, push_request, View,
+    caller, create, mutation, order, pull, pull_ok, push_ok, push_request, puts, View,
 };
 use replicache_dynamodb::protocol::{PatchOp, ProtocolError, Reply};
 use replicache_dynamodb::EngineError;
 use serde_json::{json, Value};
 
 use crate::{fresh, on_both_stores};
-
-fn puts(patch: &[PatchOp]) -> Vec<&str> {
-    patch
-        .iter()
-        .filter_map(|op| match op {
-            PatchOp::Put { key, .. } => Some(key.as_str()),
-            _ => None,
-        })
-        .collect()
-}
 
 fn dels(patch: &[PatchOp]) -> Vec<&str> {
     patch
