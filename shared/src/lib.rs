@@ -82,7 +82,7 @@ pub mod pokes;
 mod snapshot;
 #[cfg(any(feature = "lambda", feature = "dev-server"))]
 mod telemetry;
-pub mod telemetry_names;
+mod telemetry_names;
 pub mod ticket;
 mod tx;
 

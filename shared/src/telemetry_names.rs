@@ -28,4 +28,5 @@ pub const PUSH_CONFLICTS: &str = "push_conflicts";
 /// Pushes answered `ClientStateNotFound`.
 pub const CLIENT_STATE_NOT_FOUND: &str = "client_state_not_found";
 /// Execution environments started (Lambda cold starts).
+#[cfg(feature = "lambda")]
 pub const COLD_STARTS: &str = "cold_starts";
