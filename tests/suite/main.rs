@@ -3,6 +3,7 @@
 mod app_api;
 mod bad_input;
 mod concurrency;
+mod fuzz_corpus;
 mod handlers;
 mod model_check;
 mod poke_handlers;
