@@ -11,6 +11,13 @@
 //! - every pull response, applied as the client applies it, gives exactly the committed
 //!   state and lmids at its cookie's version (snapshot pulls), and cookies never go back;
 //! - every client's final lmid is the number of mutations it made, all applied once.
+//!
+//! The same schedules run a second time with the store behind a fault-injecting wrapper
+//! ([`FaultyStore`]): calls fail before reaching the store, are throttled or slowed, and
+//! writes are applied but reported as failed (timed out, conflicting, or still going on when
+//! the caller hears of the timeout). Pushers and pullers then do what the real client does
+//! with a 503: try the same push or pull again later. The faults stop at a random time, and
+//! every check above must still hold (`MODEL_FAULTS=1` makes `replay` replay this mode).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use integration_tests::app;
 use integration_tests::client::{caller, mutation, order, pull_request, push_request, View};
+use integration_tests::faulty::{FaultCounts, Faults, FaultyStore};
 use replicache_dynamodb::protocol::{Mutation, Reply};
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::store::{Limits, Record};
+use replicache_dynamodb::store::{Limits, Record, Store};
 use replicache_dynamodb::{Engine, EngineConfig, EngineError};
 use serde_json::{json, Value};
 
@@ -204,6 +212,7 @@ async fn pull_and_check(
     group: &str,
     view: &mut View,
     seen: &Mutex<Vec<Observation>>,
+    unavailable: &AtomicUsize,
 ) -> Result<(), String> {
     let req = pull_request(group, view.cookie.clone());
     match engine.pull(&caller(user, plan_space), &req).await {
@@ -225,22 +234,51 @@ async fn pull_and_check(
             });
             Ok(())
         }
-        Err(EngineError::Unavailable(_)) => Ok(()),
+        Err(EngineError::Unavailable(_)) => {
+            unavailable.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
         other => Err(format!("pull failed: {other:?}")),
     }
 }
 
-/// Runs one schedule; returns how many commits it made.
-pub fn run_schedule(seed: u64) -> Result<usize, String> {
+/// The faults of the fault-injection mode: per call (a push makes 3 to 10 calls).
+const FAULTS: Faults = Faults {
+    fail: 0.04,
+    throttle: 0.04,
+    ambiguous: 0.06,
+    ambiguous_conflict: 0.04,
+    in_flight: 0.06,
+    slow: 0.2,
+    max_delay: Duration::from_millis(30),
+};
+/// The faults stop at a random time of the schedule (simulated time) up to this.
+const HEAL_WITHIN: Duration = Duration::from_millis(400);
+
+/// What one schedule exercised.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Commits made.
+    pub commits: usize,
+    /// Faults injected.
+    pub faults: FaultCounts,
+    /// Pushes answered 503 (then retried).
+    pub pushes_unavailable: usize,
+    /// Pulls answered 503 (then retried).
+    pub pulls_unavailable: usize,
+}
+
+/// Runs one schedule, with `faults` injected into the store if given.
+pub fn run_schedule_with(seed: u64, faults: Option<Faults>) -> Result<Figures, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("runtime");
-    runtime.block_on(schedule(seed))
+    runtime.block_on(schedule(seed, faults))
 }
 
-async fn schedule(seed: u64) -> Result<usize, String> {
+async fn schedule(seed: u64, faults: Option<Faults>) -> Result<Figures, String> {
     fastrand::seed(seed);
     let mut rng = fastrand::Rng::with_seed(seed);
     let groups = Arc::new(plan(&mut rng));
@@ -248,8 +286,28 @@ async fn schedule(seed: u64) -> Result<usize, String> {
         max_write_actions: MAX_WRITE_ACTIONS,
         ..Limits::DYNAMODB
     }));
+    let faulty = faults.map(|f| {
+        Arc::new(FaultyStore::with_faults(
+            store.clone(),
+            f,
+            seed ^ 0x5eed_fa17,
+        ))
+    });
+    let engine_store: Arc<dyn Store> = match &faulty {
+        Some(f) => f.clone(),
+        None => store.clone(),
+    };
+    let healer = faulty.clone().map(|f| {
+        let after = Duration::from_micros(rng.u64(0..=HEAL_WITHIN.as_micros() as u64));
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            f.heal();
+        })
+    });
+    let (pushes_unavailable, pulls_unavailable) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let engine = Engine::new(
-        store.clone(),
+        engine_store,
         app::app(),
         EngineConfig {
             commit_log_slots: 8,
@@ -265,6 +323,8 @@ async fn schedule(seed: u64) -> Result<usize, String> {
         for p in 0..PUSHERS_PER_GROUP {
             let (groups, engine, seen) = (groups.clone(), engine.clone(), seen.clone());
             let (released, acked) = (released.clone(), acked.clone());
+            let (pushes_unavailable, pulls_unavailable) =
+                (pushes_unavailable.clone(), pulls_unavailable.clone());
             let mut rng =
                 fastrand::Rng::with_seed(seed ^ (((gi * 16 + p) as u64 + 1) * 0x9e37_79b9));
             tasks.spawn(async move {
@@ -288,11 +348,29 @@ async fn schedule(seed: u64) -> Result<usize, String> {
                     }
                     if !pending.is_empty() {
                         match engine.push(&me, &push_request(&g.id, pending)).await {
-                            Ok(Reply::Ok(())) | Err(EngineError::Unavailable(_)) => {}
+                            Ok(Reply::Ok(())) => {}
+                            Err(EngineError::Unavailable(_)) => {
+                                // The client tries again later (the same mutations, and any
+                                // made meanwhile).
+                                pushes_unavailable.fetch_add(1, Ordering::SeqCst);
+                                if faults.is_some() {
+                                    let wait = rng.u64(1..=20);
+                                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                                }
+                            }
                             other => return Err(format!("push failed: {other:?}")),
                         }
                     }
-                    pull_and_check(&engine, &g.space, &g.user, &g.id, &mut view, &seen).await?;
+                    pull_and_check(
+                        &engine,
+                        &g.space,
+                        &g.user,
+                        &g.id,
+                        &mut view,
+                        &seen,
+                        &pulls_unavailable,
+                    )
+                    .await?;
                     let mut acked = acked.lock().unwrap();
                     for (c, l) in &view.lmids {
                         let e = acked.entry(c.clone()).or_default();
@@ -305,6 +383,7 @@ async fn schedule(seed: u64) -> Result<usize, String> {
     }
     for s in 0..SPACES {
         let (engine, seen) = (engine.clone(), seen.clone());
+        let pulls_unavailable = pulls_unavailable.clone();
         tasks.spawn(async move {
             let space = format!("space{s}");
             let mut view = View::default();
@@ -316,6 +395,7 @@ async fn schedule(seed: u64) -> Result<usize, String> {
                     &format!("watcher{s}"),
                     &mut view,
                     &seen,
+                    &pulls_unavailable,
                 )
                 .await?;
                 tokio::task::yield_now().await;
@@ -325,6 +405,14 @@ async fn schedule(seed: u64) -> Result<usize, String> {
     }
     while let Some(result) = tasks.join_next().await {
         result.map_err(|e| format!("task panicked: {e}"))??;
+    }
+    if let Some(healer) = healer {
+        healer.abort();
+    }
+    // Writes whose caller was told they timed out may still be going on: let them finish
+    // (they are in the history already if they were decided).
+    if let Some(f) = &faulty {
+        f.settle().await;
     }
 
     // Rebuild the committed state of every version from the store's commit history.
@@ -465,23 +553,65 @@ async fn schedule(seed: u64) -> Result<usize, String> {
             }
         }
     }
-    Ok(total_commits)
+    Ok(Figures {
+        commits: total_commits,
+        faults: faulty.map(|f| f.counts()).unwrap_or_default(),
+        pushes_unavailable: pushes_unavailable.load(Ordering::SeqCst),
+        pulls_unavailable: pulls_unavailable.load(Ordering::SeqCst),
+    })
 }
 
 fn run_range(seeds: std::ops::Range<u64>) {
+    run_range_with(seeds, None);
+}
+
+fn run_range_with(seeds: std::ops::Range<u64>, faults: Option<Faults>) {
     let started = Instant::now();
-    let mut commits = 0;
+    let (mut commits, mut injected) = (0, FaultCounts::default());
+    let (mut pushes_unavailable, mut pulls_unavailable) = (0, 0);
     let count = seeds.end - seeds.start;
     for seed in seeds {
-        match run_schedule(seed) {
-            Ok(n) => commits += n,
-            Err(e) => panic!("schedule {seed} failed: {e}\nreplay: MODEL_SEED={seed} cargo test -p integration-tests model_check::replay -- --ignored --nocapture"),
+        match run_schedule_with(seed, faults) {
+            Ok(f) => {
+                commits += f.commits;
+                injected += f.faults;
+                pushes_unavailable += f.pushes_unavailable;
+                pulls_unavailable += f.pulls_unavailable;
+            }
+            Err(e) => {
+                let mode = if faults.is_some() {
+                    "MODEL_FAULTS=1 "
+                } else {
+                    ""
+                };
+                panic!("schedule {seed} failed: {e}\nreplay: {mode}MODEL_SEED={seed} cargo test -p integration-tests model_check::replay -- --ignored --nocapture")
+            }
         }
     }
-    eprintln!(
-        "model check: {count} schedules, {commits} commits, {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let elapsed = started.elapsed().as_secs_f64();
+    match faults {
+        None => eprintln!("model check: {count} schedules, {commits} commits, {elapsed:.1} s"),
+        Some(_) => {
+            let FaultCounts {
+                calls,
+                failed,
+                throttled,
+                ambiguous,
+                ambiguous_conflicts,
+                in_flight,
+                in_flight_applied,
+                slowed,
+            } = injected;
+            eprintln!(
+                "model check with faults: {count} schedules, {commits} commits, {calls} store \
+                 calls: {failed} failed, {throttled} throttled, {slowed} slowed, {ambiguous} \
+                 applied but reported timed out, {ambiguous_conflicts} applied but reported \
+                 conflicting, {in_flight} reported timed out while going on ({in_flight_applied} \
+                 of them applied); {pushes_unavailable} pushes and {pulls_unavailable} pulls \
+                 answered 503 and retried; {elapsed:.1} s"
+            );
+        }
+    }
 }
 
 /// Seeds per test; four tests run in parallel.
@@ -507,8 +637,22 @@ fn schedules_3() {
     run_range(3 * SCHEDULES..4 * SCHEDULES);
 }
 
+/// Seeds per fault-injection test; two tests run in parallel.
+const FAULT_SCHEDULES: u64 = 250;
+
+#[test]
+fn faults_0() {
+    run_range_with(0..FAULT_SCHEDULES, Some(FAULTS));
+}
+
+#[test]
+fn faults_1() {
+    run_range_with(FAULT_SCHEDULES..2 * FAULT_SCHEDULES, Some(FAULTS));
+}
+
 /// Replays one schedule: `MODEL_SEED=<seed> cargo test -p integration-tests
-/// model_check::replay -- --ignored --nocapture`.
+/// model_check::replay -- --ignored --nocapture` (with `MODEL_FAULTS=1`, in the
+/// fault-injection mode).
 #[test]
 #[ignore = "a tool for replaying one failing seed"]
 fn replay() {
@@ -516,5 +660,6 @@ fn replay() {
         .ok()
         .and_then(|s| s.parse().ok())
         .expect("MODEL_SEED=<seed>");
-    run_range(seed..seed + 1);
+    let faults = std::env::var("MODEL_FAULTS").is_ok_and(|v| v == "1");
+    run_range_with(seed..seed + 1, faults.then_some(FAULTS));
 }
