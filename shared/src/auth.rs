@@ -27,21 +27,32 @@ impl FromStr for AuthMode {
     }
 }
 
+/// Longest user id accepted, in bytes (OpenID Connect caps `sub` at 255 characters). The
+/// client group record holds it, so an unbounded one could make a commit too large to store.
+pub const MAX_USER_BYTES: usize = 512;
+
 /// The user id of a request, or why there is none.
 pub fn user_id(
     mode: AuthMode,
     jwt_sub: Option<&str>,
     authorization: Option<&str>,
 ) -> Result<String, String> {
-    match mode {
+    let user = match mode {
         AuthMode::Jwt => jwt_sub
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
-            .ok_or_else(|| "the request carries no verified JWT claims (sub)".to_owned()),
-        AuthMode::Header => Ok(authorization
+            .ok_or_else(|| "the request carries no verified JWT claims (sub)".to_owned())?,
+        AuthMode::Header => authorization
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .unwrap_or(ANONYMOUS)
-            .to_owned()),
+            .to_owned(),
+    };
+    if user.len() > MAX_USER_BYTES {
+        return Err(format!(
+            "the user id takes {} bytes; at most {MAX_USER_BYTES} are accepted",
+            user.len()
+        ));
     }
+    Ok(user)
 }

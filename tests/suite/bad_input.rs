@@ -401,3 +401,32 @@ async fn a_pull_with_a_cookie_newer_than_the_server_resets_the_client() {
     assert_eq!(r["patch"][1]["key"], "k");
     assert!(r["cookie"]["order"].as_u64().unwrap() > 1000, "{r}");
 }
+
+/// A user id too long to store (the client group record holds it) is refused before anything
+/// is read or written, instead of failing the commit with a 500.
+#[tokio::test]
+async fn a_user_id_over_512_bytes_is_401_and_nothing_is_written() {
+    let api = api();
+    let body = push_body(
+        "g1",
+        json!([m("c1", 1, "put", json!({"key": "a", "value": 1}))]),
+    );
+    for long in ["u".repeat(513), "u".repeat(250 * 1024)] {
+        let (status, r) = call(&api, Operation::Push, &long, body.clone()).await;
+        assert_error(status, &r, StatusCode::UNAUTHORIZED, "Unauthorized");
+        let (status, r) = call(&api, Operation::Pull, &long, pull_body("g1", Value::Null)).await;
+        assert_error(status, &r, StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let at_most = "u".repeat(512);
+    let (status, r) = call(&api, Operation::Push, &at_most, body).await;
+    assert_eq!((status, r), (StatusCode::OK, json!({})));
+    let (status, r) = call(
+        &api,
+        Operation::Pull,
+        &at_most,
+        pull_body("g1", Value::Null),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["lastMutationIDChanges"], json!({"c1": 1}));
+}

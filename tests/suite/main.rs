@@ -3,6 +3,7 @@
 mod app_api;
 mod bad_input;
 mod concurrency;
+mod fuzz_corpus;
 mod gc;
 mod handlers;
 mod metrics;

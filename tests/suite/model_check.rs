@@ -11,6 +11,13 @@
 //! - every pull response, applied as the client applies it, gives exactly the committed
 //!   state and lmids at its cookie's version (snapshot pulls), and cookies never go back;
 //! - every client's final lmid is the number of mutations it made, all applied once.
+//!
+//! The same schedules run a second time with the store behind a fault-injecting wrapper
+//! ([`FaultyStore`]): calls fail before reaching the store, are throttled or slowed, and
+//! writes are applied but reported as failed (timed out, conflicting, or still going on when
+//! the caller hears of the timeout). Pushers and pullers then do what the real client does
+//! with a 503: try the same push or pull again later. The faults stop at a random time, and
+//! every check above must still hold (`MODEL_FAULTS=1` makes `replay` replay this mode).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,10 +26,11 @@ use std::time::{Duration, Instant};
 
 use integration_tests::app;
 use integration_tests::client::{caller, mutation, order, pull_request, push_request, View};
+use integration_tests::faulty::{FaultCounts, Faults, FaultyStore};
 use replicache_dynamodb::protocol::SYNC_KEY;
 use replicache_dynamodb::protocol::{Mutation, Reply};
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::store::{Limits, Record};
+use replicache_dynamodb::store::{Limits, Record, Store};
 use replicache_dynamodb::{Engine, EngineConfig, EngineError};
 use serde_json::{json, Value};
 
@@ -224,6 +232,7 @@ async fn pull_and_check(
     group: &str,
     view: &mut View,
     seen: &Mutex<Vec<Observation>>,
+    unavailable: &AtomicUsize,
 ) -> Result<(), String> {
     let last_complete = if incomplete(view) {
         view.last_complete
@@ -261,7 +270,10 @@ async fn pull_and_check(
             });
             Ok(())
         }
-        Err(EngineError::Unavailable(_)) => Ok(()),
+        Err(EngineError::Unavailable(_)) => {
+            unavailable.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
         other => Err(format!("pull failed: {other:?}")),
     }
 }
@@ -275,12 +287,13 @@ async fn finish_sync(
     group: &str,
     view: &mut View,
     seen: &Mutex<Vec<Observation>>,
+    unavailable: &AtomicUsize,
 ) -> Result<(), String> {
     for _ in 0..10_000 {
         if !incomplete(view) && !view.cookie.is_null() {
             return Ok(());
         }
-        pull_and_check(engine, plan_space, user, group, view, seen).await?;
+        pull_and_check(engine, plan_space, user, group, view, seen, unavailable).await?;
     }
     Err(format!("{group} never completed its sync"))
 }
@@ -288,18 +301,57 @@ async fn finish_sync(
 /// Pages of incomplete syncs the paged runs have answered, in all.
 static PAGES: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs one schedule; returns how many commits it made. Pulls are cut into pages of about `pull_budget` bytes (`None`: the
-/// default budget, which these schedules never reach).
-pub fn run_schedule_with(seed: u64, pull_budget: Option<usize>) -> Result<usize, String> {
+/// The faults of the fault-injection mode: per call (a push makes 3 to 10 calls).
+const FAULTS: Faults = Faults {
+    fail: 0.04,
+    throttle: 0.04,
+    ambiguous: 0.06,
+    ambiguous_conflict: 0.04,
+    in_flight: 0.06,
+    slow: 0.2,
+    max_delay: Duration::from_millis(30),
+};
+/// The faults stop at a random time of the schedule (simulated time) up to this.
+const HEAL_WITHIN: Duration = Duration::from_millis(400);
+
+/// What one schedule exercised.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Commits made.
+    pub commits: usize,
+    /// Faults injected.
+    pub faults: FaultCounts,
+    /// Pushes answered 503 (then retried).
+    pub pushes_unavailable: usize,
+    /// Pulls answered 503 (then retried).
+    pub pulls_unavailable: usize,
+}
+
+/// How a schedule runs: pulls cut into pages of about `pull_budget` bytes (`None`: the
+/// default budget, which these schedules never reach), and `faults` injected into the store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// The engine's pull budget, if not the default.
+    pub pull_budget: Option<usize>,
+    /// The faults injected, if any.
+    pub faults: Option<Faults>,
+}
+
+/// Runs one schedule in `mode`.
+pub fn run_schedule_with(seed: u64, mode: Mode) -> Result<Figures, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("runtime");
-    runtime.block_on(schedule(seed, pull_budget))
+    runtime.block_on(schedule(seed, mode))
 }
 
-async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String> {
+async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
+    let Mode {
+        pull_budget,
+        faults,
+    } = mode;
     fastrand::seed(seed);
     let mut rng = fastrand::Rng::with_seed(seed);
     let groups = Arc::new(plan(&mut rng));
@@ -307,8 +359,28 @@ async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String
         max_write_actions: MAX_WRITE_ACTIONS,
         ..Limits::DYNAMODB
     }));
+    let faulty = faults.map(|f| {
+        Arc::new(FaultyStore::with_faults(
+            store.clone(),
+            f,
+            seed ^ 0x5eed_fa17,
+        ))
+    });
+    let engine_store: Arc<dyn Store> = match &faulty {
+        Some(f) => f.clone(),
+        None => store.clone(),
+    };
+    let healer = faulty.clone().map(|f| {
+        let after = Duration::from_micros(rng.u64(0..=HEAL_WITHIN.as_micros() as u64));
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            f.heal();
+        })
+    });
+    let (pushes_unavailable, pulls_unavailable) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let engine = Engine::new(
-        store.clone(),
+        engine_store,
         app::app(),
         EngineConfig {
             commit_log_slots: 8,
@@ -325,6 +397,8 @@ async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String
         for p in 0..PUSHERS_PER_GROUP {
             let (groups, engine, seen) = (groups.clone(), engine.clone(), seen.clone());
             let (released, acked) = (released.clone(), acked.clone());
+            let (pushes_unavailable, pulls_unavailable) =
+                (pushes_unavailable.clone(), pulls_unavailable.clone());
             let mut rng =
                 fastrand::Rng::with_seed(seed ^ (((gi * 16 + p) as u64 + 1) * 0x9e37_79b9));
             tasks.spawn(async move {
@@ -344,16 +418,42 @@ async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String
                             .collect()
                     };
                     if pending.is_empty() && upto == g.mutations.len() {
-                        return finish_sync(&engine, &g.space, &g.user, &g.id, &mut view, &seen)
-                            .await;
+                        return finish_sync(
+                            &engine,
+                            &g.space,
+                            &g.user,
+                            &g.id,
+                            &mut view,
+                            &seen,
+                            &pulls_unavailable,
+                        )
+                        .await;
                     }
                     if !pending.is_empty() {
                         match engine.push(&me, &push_request(&g.id, pending)).await {
-                            Ok(Reply::Ok(())) | Err(EngineError::Unavailable(_)) => {}
+                            Ok(Reply::Ok(())) => {}
+                            Err(EngineError::Unavailable(_)) => {
+                                // The client tries again later (the same mutations, and any
+                                // made meanwhile).
+                                pushes_unavailable.fetch_add(1, Ordering::SeqCst);
+                                if faults.is_some() {
+                                    let wait = rng.u64(1..=20);
+                                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                                }
+                            }
                             other => return Err(format!("push failed: {other:?}")),
                         }
                     }
-                    pull_and_check(&engine, &g.space, &g.user, &g.id, &mut view, &seen).await?;
+                    pull_and_check(
+                        &engine,
+                        &g.space,
+                        &g.user,
+                        &g.id,
+                        &mut view,
+                        &seen,
+                        &pulls_unavailable,
+                    )
+                    .await?;
                     let mut acked = acked.lock().unwrap();
                     for (c, l) in &view.lmids {
                         let e = acked.entry(c.clone()).or_default();
@@ -366,6 +466,7 @@ async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String
     }
     for s in 0..SPACES {
         let (engine, seen) = (engine.clone(), seen.clone());
+        let pulls_unavailable = pulls_unavailable.clone();
         tasks.spawn(async move {
             let space = format!("space{s}");
             let mut view = View::default();
@@ -377,6 +478,7 @@ async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String
                     &format!("watcher{s}"),
                     &mut view,
                     &seen,
+                    &pulls_unavailable,
                 )
                 .await?;
                 tokio::task::yield_now().await;
@@ -388,12 +490,21 @@ async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String
                 &format!("watcher{s}"),
                 &mut view,
                 &seen,
+                &pulls_unavailable,
             )
             .await
         });
     }
     while let Some(result) = tasks.join_next().await {
         result.map_err(|e| format!("task panicked: {e}"))??;
+    }
+    if let Some(healer) = healer {
+        healer.abort();
+    }
+    // Writes whose caller was told they timed out may still be going on: let them finish
+    // (they are in the history already if they were decided).
+    if let Some(f) = &faulty {
+        f.settle().await;
     }
 
     // Rebuild the committed state of every version from the store's commit history.
@@ -529,7 +640,12 @@ async fn schedule(seed: u64, pull_budget: Option<usize>) -> Result<usize, String
             }
         }
     }
-    Ok(total_commits)
+    Ok(Figures {
+        commits: total_commits,
+        faults: faulty.map(|f| f.counts()).unwrap_or_default(),
+        pushes_unavailable: pushes_unavailable.load(Ordering::SeqCst),
+        pulls_unavailable: pulls_unavailable.load(Ordering::SeqCst),
+    })
 }
 
 /// The lmids of `state` that `group`'s pulls report: those of its own clients.
@@ -587,27 +703,65 @@ fn check_page(
 }
 
 fn run_range(seeds: std::ops::Range<u64>) {
-    run_range_with(seeds, None);
+    run_range_with(seeds, Mode::default());
 }
 
-fn run_range_with(seeds: std::ops::Range<u64>, pull_budget: Option<usize>) {
+fn run_range_with(seeds: std::ops::Range<u64>, mode: Mode) {
     let started = Instant::now();
-    let mut commits = 0;
+    let (mut commits, mut injected) = (0, FaultCounts::default());
+    let (mut pushes_unavailable, mut pulls_unavailable) = (0, 0);
     let count = seeds.end - seeds.start;
     for seed in seeds {
-        match run_schedule_with(seed, pull_budget) {
-            Ok(n) => commits += n,
-            Err(e) => panic!("schedule {seed} failed: {e}\nreplay: MODEL_SEED={seed} cargo test -p integration-tests model_check::replay -- --ignored --nocapture"),
+        match run_schedule_with(seed, mode) {
+            Ok(f) => {
+                commits += f.commits;
+                injected += f.faults;
+                pushes_unavailable += f.pushes_unavailable;
+                pulls_unavailable += f.pulls_unavailable;
+            }
+            Err(e) => {
+                let faults = if mode.faults.is_some() {
+                    "MODEL_FAULTS=1 "
+                } else {
+                    ""
+                };
+                let budget = mode
+                    .pull_budget
+                    .map_or(String::new(), |b| format!("MODEL_PULL_BUDGET={b} "));
+                panic!("schedule {seed} failed: {e}\nreplay: {faults}{budget}MODEL_SEED={seed} cargo test -p integration-tests model_check::replay -- --ignored --nocapture")
+            }
         }
     }
-    eprintln!(
-        "model check{}: {count} schedules, {commits} commits, {:.1} s",
-        pull_budget.map_or(String::new(), |b| format!(
-            " (pulls paged at {b} bytes: {} pages of incomplete syncs)",
-            PAGES.load(Ordering::Relaxed)
-        )),
-        started.elapsed().as_secs_f64()
-    );
+    let elapsed = started.elapsed().as_secs_f64();
+    match mode.faults {
+        None => eprintln!(
+            "model check{}: {count} schedules, {commits} commits, {elapsed:.1} s",
+            mode.pull_budget.map_or(String::new(), |b| format!(
+                " (pulls paged at {b} bytes: {} pages of incomplete syncs)",
+                PAGES.load(Ordering::Relaxed)
+            ))
+        ),
+        Some(_) => {
+            let FaultCounts {
+                calls,
+                failed,
+                throttled,
+                ambiguous,
+                ambiguous_conflicts,
+                in_flight,
+                in_flight_applied,
+                slowed,
+            } = injected;
+            eprintln!(
+                "model check with faults: {count} schedules, {commits} commits, {calls} store \
+                 calls: {failed} failed, {throttled} throttled, {slowed} slowed, {ambiguous} \
+                 applied but reported timed out, {ambiguous_conflicts} applied but reported \
+                 conflicting, {in_flight} reported timed out while going on ({in_flight_applied} \
+                 of them applied); {pushes_unavailable} pushes and {pulls_unavailable} pulls \
+                 answered 503 and retried; {elapsed:.1} s"
+            );
+        }
+    }
 }
 
 /// Pulls cut into pages of about this many bytes: a commit or two each.
@@ -617,7 +771,10 @@ const TINY_PULL_BUDGET: usize = 40;
 fn paged_pulls() {
     run_range_with(
         4 * SCHEDULES..4 * SCHEDULES + SCHEDULES / 2,
-        Some(TINY_PULL_BUDGET),
+        Mode {
+            pull_budget: Some(TINY_PULL_BUDGET),
+            faults: None,
+        },
     );
 }
 
@@ -644,8 +801,34 @@ fn schedules_3() {
     run_range(3 * SCHEDULES..4 * SCHEDULES);
 }
 
+/// Seeds per fault-injection test; two tests run in parallel.
+const FAULT_SCHEDULES: u64 = 250;
+
+#[test]
+fn faults_0() {
+    run_range_with(
+        0..FAULT_SCHEDULES,
+        Mode {
+            faults: Some(FAULTS),
+            pull_budget: None,
+        },
+    );
+}
+
+#[test]
+fn faults_1() {
+    run_range_with(
+        FAULT_SCHEDULES..2 * FAULT_SCHEDULES,
+        Mode {
+            faults: Some(FAULTS),
+            pull_budget: None,
+        },
+    );
+}
+
 /// Replays one schedule: `MODEL_SEED=<seed> cargo test -p integration-tests
-/// model_check::replay -- --ignored --nocapture`.
+/// model_check::replay -- --ignored --nocapture` (with `MODEL_FAULTS=1`, in the
+/// fault-injection mode).
 #[test]
 #[ignore = "a tool for replaying one failing seed"]
 fn replay() {
@@ -653,8 +836,15 @@ fn replay() {
         .ok()
         .and_then(|s| s.parse().ok())
         .expect("MODEL_SEED=<seed>");
-    let budget = std::env::var("MODEL_PULL_BUDGET")
+    let faults = std::env::var("MODEL_FAULTS").is_ok_and(|v| v == "1");
+    let pull_budget = std::env::var("MODEL_PULL_BUDGET")
         .ok()
         .and_then(|s| s.parse().ok());
-    run_range_with(seed..seed + 1, budget);
+    run_range_with(
+        seed..seed + 1,
+        Mode {
+            pull_budget,
+            faults: faults.then_some(FAULTS),
+        },
+    );
 }

@@ -382,6 +382,44 @@ on_both_stores! {
         assert_eq!(view.lmids.get("c1"), Some(&151));
         assert_eq!(view.data.get("stats/messages"), Some(&json!(150)));
     }
+
+    async fn an_ambiguous_commit_is_not_applied_again_when_the_push_is_retried(backend) {
+        use integration_tests::faulty::{Faults, FaultyStore};
+        use std::sync::Arc;
+        // The commit is applied, but the engine hears that it timed out (503: the client
+        // retries the push), or that it conflicted (the engine runs the push again at once).
+        let timed_out = Faults { ambiguous: 1.0, ..Faults::NONE };
+        let conflicted = Faults { ambiguous_conflict: 1.0, ..Faults::NONE };
+        for faults in [timed_out, conflicted] {
+            let store = Arc::new(FaultyStore::with_faults(backend.store().await, faults, 1));
+            let e = crate::engine(store.clone());
+            let me = caller("alice", "room");
+            let batch = vec![
+                mutation("c1", 1, "incr", json!({"key": "n", "by": 5})),
+                mutation("c2", 1, "incr", json!({"key": "n", "by": 1})),
+            ];
+            let first = e.push(&me, &push_request("g1", batch.clone())).await;
+            if faults == timed_out {
+                assert!(matches!(first, Err(EngineError::Unavailable(_))), "{first:?}");
+                assert_eq!(store.counts().ambiguous, 1);
+                store.heal();
+                push_ok(&e, &me, "g1", batch).await;
+            } else {
+                assert!(matches!(first, Ok(Reply::Ok(()))), "{first:?}");
+                assert_eq!(store.counts().ambiguous_conflicts, 1);
+                store.heal();
+            }
+            let mut view = View::default();
+            view.sync(&e, &me, "g1").await;
+            assert_eq!(view.cookie["version"], 1, "one commit");
+            assert_eq!(view.data.get("n"), Some(&json!(6)), "each mutation applied once");
+            assert_eq!(view.lmids.get("c1"), Some(&1));
+            assert_eq!(view.lmids.get("c2"), Some(&1));
+            push_ok(&e, &me, "g1", vec![mutation("c1", 2, "incr", json!({"key": "n", "by": 1}))]).await;
+            view.sync(&e, &me, "g1").await;
+            assert_eq!(view.data.get("n"), Some(&json!(7)));
+        }
+    }
 }
 
 /// A store that serves one stale read of an entity, as DynamoDB may while a commit is only
