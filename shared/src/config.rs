@@ -39,6 +39,7 @@ impl ConfigError {
     }
 
     /// The environment variable at fault.
+    #[cfg_attr(not(feature = "lambda"), allow(dead_code))]
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -63,6 +64,7 @@ impl Settings {
     }
 
     /// `TABLE_NAME`, which the Lambda functions cannot run without.
+    #[cfg_attr(not(feature = "lambda"), allow(dead_code))]
     pub fn required_table_name(&self) -> Result<&str, ConfigError> {
         self.table_name.as_deref().ok_or_else(|| {
             ConfigError::new(
