@@ -11,11 +11,15 @@
 //! - `push` (on a store where two pushes were made before): a replayed push answers the same
 //!   and changes nothing; after `{}`, every client's lmid is the largest id it pushed, or what
 //!   it was if larger (no mutation lost, none processed twice);
-//! - `pull` and `cookie`: the answer is the state of the space at the answer's version (the
-//!   whole of it after `clear`, else a diff from the sent cookie's version, which only a cookie
-//!   the server can serve from gets), its lmids are exactly the caller's group's clients
-//!   changed since, and its cookie never compares below the one sent (as the client compares
-//!   them) and moves whenever the state may differ.
+//! - `pull` and `cookie` (each input pulled twice: with the default pull budget, and with a
+//!   budget so small that every commit is a page): the answer is exactly what the protocol
+//!   says for the sent cookie, to the key: after `clear` (only for a cookie the server cannot
+//!   serve from, or too old for its tombstones) every key at the answer's version, else every
+//!   key written after the sent cookie's version, up to the answer's version (a page ends
+//!   between two commits, and says so in its sync key); the lmids are exactly the caller's
+//!   group's clients written in the same range (a page keeps them in its cookie, the page
+//!   that completes the sync sends them); the cookie never compares below the one sent (as
+//!   the client compares them) and moves whenever the state may differ.
 //!
 //! An input of `push` and `pull` is `<query>\n<authorization>\n<body>`; with fewer than two
 //! newlines all of it is the body, sent by `alice` to space `room`. `cookie` builds a pull
@@ -29,13 +33,18 @@ use arbitrary::{Arbitrary, Unstructured};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
+use replicache_dynamodb::protocol::SYNC_KEY;
 use replicache_dynamodb::protocol::{PullRequest, PushRequest};
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::{Engine, EngineConfig, Operation};
+use replicache_dynamodb::{Clock, Engine, EngineConfig, Operation};
 use serde_json::{json, Map, Value};
 
 /// The production default body limit.
 const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// The engine's clock: fixed, so that nothing expires and cookies carry a known time.
+const NOW: u64 = 1_800_000_000;
+/// A pull budget that makes a page of every commit of the world.
+const TINY_PULL_BUDGET: usize = 40;
 /// Largest integer the client compares exactly.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
@@ -51,13 +60,20 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     RUNTIME.with(|rt| rt.block_on(future))
 }
 
-fn api() -> Api {
-    let engine = Engine::new(
-        Arc::new(MemoryStore::new()),
-        super::app::app(),
-        EngineConfig::default(),
-    );
+fn config() -> EngineConfig {
+    EngineConfig {
+        clock: Clock::new(|| NOW),
+        ..EngineConfig::default()
+    }
+}
+
+fn api_over(store: Arc<MemoryStore>, config: EngineConfig) -> Api {
+    let engine = Engine::new(store, super::app::app(), config);
     Api::new(engine, AuthMode::Header, MAX_BODY_BYTES)
+}
+
+fn api() -> Api {
+    api_over(Arc::new(MemoryStore::new()), config())
 }
 
 /// A request as the HTTP layer gets it.
@@ -276,15 +292,23 @@ async fn full_pull(api: &Api, input: &HttpInput, group: &str) -> Option<Answer> 
     answer.is_pull_response().then_some(answer)
 }
 
-/// The pull target: `data` as a pull of the fixed world.
+/// The pull target: `data` as a pull of the fixed world, with either budget.
 pub fn pull(data: &[u8]) {
     let input = HttpInput::parse(data);
     WORLD.with(|world| {
         block_on(async {
-            let answer = input.call(&world.api, Operation::Pull).await;
-            if answer.is_pull_response() {
-                let sent: PullRequest = request(&input.body);
-                world.check(&input.user(), &sent.client_group_id, &sent.cookie, &answer);
+            for (api, paged) in [(&world.api, false), (&world.paged_api, true)] {
+                let answer = input.call(api, Operation::Pull).await;
+                if answer.is_pull_response() {
+                    let sent: PullRequest = request(&input.body);
+                    world.check(
+                        &input.user(),
+                        &sent.client_group_id,
+                        &sent.cookie,
+                        paged,
+                        &answer,
+                    );
+                }
             }
         })
     })
@@ -305,16 +329,18 @@ pub fn cookie(data: &[u8]) {
             authorization: Some(HeaderValue::from_static(user)),
             body: body.to_string().into_bytes(),
         };
-        let answer = block_on(input.call(&world.api, Operation::Pull));
         let refused = world
             .groups
             .get(group)
             .is_some_and(|g| g.user != user || g.space != space);
-        if refused {
-            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
-        } else {
-            assert!(answer.is_pull_response(), "{cookie} answered {answer:?}");
-            world.check(user, group, &cookie, &answer);
+        for (api, paged) in [(&world.api, false), (&world.paged_api, true)] {
+            let answer = block_on(input.call(api, Operation::Pull));
+            if refused {
+                assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+            } else {
+                assert!(answer.is_pull_response(), "{cookie} answered {answer:?}");
+                world.check(user, group, &cookie, paged, &answer);
+            }
         }
     })
 }
@@ -331,6 +357,43 @@ struct Space {
 struct State {
     data: BTreeMap<String, Value>,
     lmids: BTreeMap<String, u64>,
+    /// The keys the commit of this version wrote.
+    written: BTreeSet<String>,
+}
+
+impl Space {
+    fn version(&self) -> u64 {
+        self.states.len() as u64 - 1
+    }
+
+    /// The keys whose last write is in `(after, upto]`.
+    fn keys_written(&self, after: u64, upto: u64) -> BTreeSet<&String> {
+        let last = |key: &String| {
+            (1..self.states.len())
+                .rev()
+                .find(|&v| self.states[v].written.contains(key))
+                .map_or(0, |v| v as u64)
+        };
+        let all: BTreeSet<&String> = self.states.iter().flat_map(|s| &s.written).collect();
+        all.into_iter()
+            .filter(|k| (after + 1..=upto).contains(&last(k)))
+            .collect()
+    }
+
+    /// The clients whose last commit is in `(after, upto]`, with their lmid then.
+    fn clients_written(&self, after: u64, upto: u64) -> BTreeMap<String, u64> {
+        let now = self.states.last().expect("version 0");
+        now.lmids
+            .iter()
+            .filter(|(c, l)| {
+                let first_at = (0..self.states.len())
+                    .find(|&v| self.states[v].lmids.get(*c) == Some(l))
+                    .expect("reached") as u64;
+                after < first_at && first_at <= upto
+            })
+            .map(|(c, l)| (c.clone(), *l))
+            .collect()
+    }
 }
 
 struct Group {
@@ -339,9 +402,11 @@ struct Group {
     clients: BTreeSet<String>,
 }
 
-/// A store with a known history that pulls read (and never change).
+/// A store with a known history that pulls read (and never change), and two APIs over it:
+/// one with the default pull budget, one that makes a page of every commit.
 struct World {
     api: Api,
+    paged_api: Api,
     spaces: Vec<Space>,
     groups: BTreeMap<&'static str, Group>,
 }
@@ -424,7 +489,15 @@ fn history() -> Vec<(&'static str, &'static str, &'static str, Vec<Value>)> {
 impl World {
     fn build() -> World {
         fastrand::seed(0);
-        let api = api();
+        let store = Arc::new(MemoryStore::new());
+        let api = api_over(store.clone(), config());
+        let paged_api = api_over(
+            store,
+            EngineConfig {
+                pull_budget_bytes: TINY_PULL_BUDGET,
+                ..config()
+            },
+        );
         let mut spaces: Vec<Space> = ["room", "lobby", "empty"]
             .into_iter()
             .map(|name| Space {
@@ -453,6 +526,7 @@ impl World {
                 let pushed = input.call(&api, Operation::Push).await;
                 assert_eq!(pushed.body, json!({}), "setting up the world");
                 let s = spaces.iter_mut().find(|s| s.name == space).expect("space");
+                let version = s.states.len() as u64;
                 let mut state = State::default();
                 for (group, g) in groups.iter().filter(|(_, g)| g.space == space) {
                     let input = HttpInput {
@@ -461,23 +535,32 @@ impl World {
                     };
                     let answer = full_pull(&api, &input, group).await.expect("a full pull");
                     let cookie = &answer.body["cookie"];
-                    assert_eq!(
-                        cookie["version"],
-                        json!(s.states.len()),
-                        "one commit a push"
-                    );
+                    assert_eq!(cookie["version"], json!(version), "one commit a push");
                     s.epoch = cookie["epoch"].as_str().expect("epoch").to_owned();
                     state.data = apply(&BTreeMap::new(), &answer.body["patch"]);
                     let lmids: BTreeMap<String, u64> =
                         serde_json::from_value(answer.body["lastMutationIDChanges"].clone())
                             .expect("lmids");
                     state.lmids.extend(lmids);
+                    // What the commit wrote: the keys of a diff from the version before.
+                    let before = json!({"order": version - 1, "version": version - 1, "epoch": s.epoch, "t": NOW});
+                    let diff = input
+                        .with_body(pull_body(group, before).to_string().into_bytes())
+                        .call(&api, Operation::Pull)
+                        .await;
+                    state.written = diff.body["patch"]
+                        .as_array()
+                        .expect("patch")
+                        .iter()
+                        .map(|op| op["key"].as_str().expect("key").to_owned())
+                        .collect();
                 }
                 s.states.push(state);
             }
         });
         World {
             api,
+            paged_api,
             spaces,
             groups,
         }
@@ -487,20 +570,11 @@ impl World {
         self.spaces.iter().find(|s| s.name == name).expect("space")
     }
 
-    /// Checks a pull answer to `sent` by `user` for `group` (see the module documentation).
-    fn check(&self, user: &str, group: &str, sent: &Value, answer: &Answer) {
+    /// Checks a pull answer to `sent` by `user` for `group` (see the module documentation),
+    /// from the API with the tiny budget if `paged`.
+    fn check(&self, user: &str, group: &str, sent: &Value, paged: bool, answer: &Answer) {
         let body = &answer.body;
         let cookie = &body["cookie"];
-        let keys: BTreeSet<&str> = cookie
-            .as_object()
-            .map(|o| o.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        // `t` (when issued) always; `p` (owed lmids) only on a page of a paged sync.
-        assert_eq!(
-            keys,
-            BTreeSet::from(["epoch", "order", "t", "version"]),
-            "{body}"
-        );
         // The space answered, known by its epoch: every other space is empty (epoch "").
         let epoch = cookie["epoch"].as_str().expect("epoch");
         let space = self
@@ -508,8 +582,7 @@ impl World {
             .iter()
             .find(|s| s.epoch == epoch)
             .unwrap_or_else(|| panic!("an answer from no space: {body}"));
-        let version = space.states.len() as u64 - 1;
-        assert_eq!(cookie["version"], json!(version), "{body}");
+        let version = space.version();
         let members = match self.groups.get(group) {
             Some(g) => {
                 assert!(
@@ -524,54 +597,75 @@ impl World {
             None => BTreeSet::new(),
         };
 
-        let patch = body["patch"].as_array().expect("patch");
-        let reset = patch.first() == Some(&json!({"op": "clear"}));
-        let base_version = servable(sent, space);
-        let base = match (reset, base_version) {
-            (true, None) => State::default(),
-            (false, Some(v)) => space.states[v as usize].clone(),
-            (true, Some(v)) => panic!("{sent} at version {v} of {version} was reset: {body}"),
-            (false, None) => panic!("{sent} cannot be served from, but got a diff: {body}"),
+        // Where the answer must start from.
+        let base = base(sent, space);
+        let (after, issued, owed, full) = match &base {
+            Some(b) => (b.version, b.issued, b.pending.clone(), false),
+            None => (0, NOW, None, true),
         };
-        let ops = if reset { &patch[1..] } else { &patch[..] };
-        for op in ops {
-            let kind = op["op"].as_str();
-            let fields = op.as_object().map_or(0, Map::len);
-            let well_formed = match kind {
-                Some("put") => fields == 3 && op["key"].is_string() && op.get("value").is_some(),
-                Some("del") => fields == 2 && op["key"].is_string() && !reset,
-                _ => false,
-            };
-            assert!(well_formed, "patch op {op} in {body}");
+        let cut = cookie["version"].as_u64().expect("version");
+        let complete = cut == version;
+        if after == version {
+            assert!(complete, "{sent} answered {body}");
+        } else {
+            assert!(after < cut && cut <= version, "{sent} answered {body}");
         }
-        let now = space.states.last().expect("version 0");
-        assert_eq!(
-            apply(&base.data, &Value::Array(ops.to_vec())),
-            now.data,
-            "{sent} answered {body}"
+        assert!(paged || complete, "a page with the default budget: {body}");
+
+        let mut lmids = owed.clone().unwrap_or_default();
+        lmids.extend(
+            space
+                .clients_written(after, cut)
+                .into_iter()
+                .filter(|(c, _)| members.contains(c)),
         );
-        let changed: BTreeMap<&String, u64> = now
-            .lmids
-            .iter()
-            .filter(|(c, l)| members.contains(*c) && base.lmids.get(*c) != Some(l))
-            .map(|(c, l)| (c, *l))
-            .collect();
+        let mut expected_cookie = json!({
+            "order": cookie["order"], "version": cut, "epoch": space.epoch,
+            "t": if complete { NOW } else { issued },
+        });
+        if !complete {
+            expected_cookie["p"] = json!(lmids);
+        }
+        assert_eq!(cookie, &expected_cookie, "{sent} answered {body}");
+        let sent_lmids = if complete { json!(lmids) } else { json!({}) };
         assert_eq!(
-            body["lastMutationIDChanges"],
-            json!(changed),
+            body["lastMutationIDChanges"], sent_lmids,
             "{sent} answered {body}"
         );
 
-        // Progress, as the client compares cookies.
+        let at_cut = &space.states[cut as usize].data;
+        let mut patch = Vec::new();
+        if full {
+            patch.push(json!({"op": "clear"}));
+        }
+        for key in space.keys_written(after, cut) {
+            match at_cut.get(key) {
+                Some(value) => patch.push(json!({"op": "put", "key": key, "value": value})),
+                None if !full => patch.push(json!({"op": "del", "key": key})),
+                None => {}
+            }
+        }
+        if !complete {
+            let sync = json!({"complete": false, "version": cut, "target": version});
+            patch.push(json!({"op": "put", "key": SYNC_KEY, "value": sync}));
+        } else if owed.is_some() {
+            let sync = json!({"complete": true});
+            patch.push(json!({"op": "put", "key": SYNC_KEY, "value": sync}));
+        }
+        assert_eq!(body["patch"], json!(patch), "{sent} answered {body}");
+
+        // Progress, as the client compares cookies. A cookie owing lmids at the space's
+        // version is crafted: the server makes one only for a page short of the version.
+        let crafted = owed.is_some() && after == version;
         if let Some(ordering) = compare(cookie, sent) {
-            let must_move = reset || base_version.is_some_and(|v| v < version);
+            let must_move = full || after < cut;
             assert!(
                 ordering == Ordering::Greater || (ordering == Ordering::Equal && !must_move),
                 "{cookie} after {sent} ({ordering:?})"
             );
-            if ordering == Ordering::Equal {
+            if ordering == Ordering::Equal && !crafted {
                 assert!(
-                    ops.is_empty() && changed.is_empty(),
+                    patch.is_empty() && body["lastMutationIDChanges"] == json!({}),
                     "changes under an unchanged cookie: {body}"
                 );
             }
@@ -598,36 +692,57 @@ fn apply(data: &BTreeMap<String, Value>, ops: &Value) -> BTreeMap<String, Value>
     data
 }
 
-/// The version a cookie can be diffed from, if the server issued it (or could have): an
-/// `order` that is an unsigned integer or a string, a `version` at most the space's, and the
-/// space's `epoch` (any epoch at version 0). Like serde, this takes the fields from an object
-/// (other fields ignored) or from an array of exactly those three.
-fn servable(sent: &Value, space: &Space) -> Option<u64> {
-    // A cookie records when it was issued (`t`); one issued more than 29 days ago (or that
-    // does not say) may need tombstones already forgotten, and is answered with a reset.
-    let (order, version, epoch, issued) = match sent {
-        Value::Object(o) => (
-            o.get("order")?,
-            o.get("version")?,
-            o.get("epoch")?,
-            o.get("t")?,
-        ),
-        Value::Array(a) if a.len() == 4 => (&a[0], &a[1], &a[2], &a[3]),
+/// A cookie the server can diff from.
+struct Base {
+    version: u64,
+    issued: u64,
+    pending: Option<BTreeMap<String, u64>>,
+}
+
+/// How old a cookie may be (its tombstones are kept that long, less a day).
+fn horizon() -> u64 {
+    let ttl = EngineConfig::default().tombstone_ttl.as_secs();
+    ttl.saturating_sub(24 * 60 * 60).max(ttl / 2)
+}
+
+/// The cookie the server can diff from, if `sent` is one: a cookie it issued (or could
+/// have): `order` an unsigned integer or a string, `version` at most the space's, the space's
+/// `epoch` (any epoch at version 0), `t` (when it was issued, 0 if absent) within the
+/// tombstones' horizon, and `p` (lmids owed) absent, null or a map to unsigned integers. Like
+/// serde, this takes the fields from an object (other fields ignored) or from an array of
+/// three to five elements in that order.
+fn base(sent: &Value, space: &Space) -> Option<Base> {
+    let fields: Vec<Option<&Value>> = match sent {
+        Value::Object(o) => ["order", "version", "epoch", "t", "p"]
+            .iter()
+            .map(|f| o.get(*f))
+            .collect(),
+        Value::Array(a) if (3..=5).contains(&a.len()) => (0..5).map(|i| a.get(i)).collect(),
         _ => return None,
     };
-    let version = version.as_u64()?;
-    let epoch = epoch.as_str()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let fresh = issued
-        .as_u64()
-        .is_some_and(|t| t.saturating_add(29 * 24 * 60 * 60) >= now);
+    let (order, version, epoch) = (fields[0]?, fields[1]?.as_u64()?, fields[2]?.as_str()?);
+    let issued = match fields[3] {
+        None => 0,
+        Some(t) => t.as_u64()?,
+    };
+    let pending = match fields[4] {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(p)) => Some(
+            p.iter()
+                .map(|(c, l)| Some((c.clone(), l.as_u64()?)))
+                .collect::<Option<BTreeMap<_, _>>>()?,
+        ),
+        Some(_) => return None,
+    };
     let ours = (order.is_u64() || order.is_string())
-        && version < space.states.len() as u64
+        && version <= space.version()
         && (epoch == space.epoch || version == 0)
-        && fresh;
-    ours.then_some(version)
+        && issued.saturating_add(horizon()) >= NOW;
+    ours.then_some(Base {
+        version,
+        issued,
+        pending,
+    })
 }
 
 /// What the client compares a cookie by, for cookies it can hold: null, a number (not beyond
@@ -682,7 +797,7 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     })
 }
 
-/// One case of the cookie target.
+/// One case of the cookie target (pulled with both budgets).
 #[derive(Debug, Arbitrary)]
 struct CookieCase {
     caller: CallerPick,
@@ -737,9 +852,11 @@ enum CookieIn {
         order: OrderIn,
         version: VersionIn,
         epoch: EpochIn,
+        issued: IssuedIn,
+        pending: PendingIn,
         extra: Vec<(String, JsonIn)>,
     },
-    Tuple(OrderIn, VersionIn, EpochIn),
+    Tuple(OrderIn, VersionIn, EpochIn, IssuedIn, PendingIn),
     Unsigned(u64),
     Signed(i64),
     Float(f64),
@@ -782,6 +899,34 @@ enum EpochIn {
     Missing,
 }
 
+/// `t`: when the cookie was issued.
+#[derive(Debug, Arbitrary)]
+enum IssuedIn {
+    Now,
+    /// This many seconds ago (or ahead).
+    Ago(i32),
+    Any(u64),
+    Json(JsonIn),
+    Missing,
+}
+
+/// `p`: the lmids a page owes.
+#[derive(Debug, Arbitrary)]
+enum PendingIn {
+    Owed(Vec<(ClientPick, u8)>),
+    Json(JsonIn),
+    Missing,
+}
+
+#[derive(Debug, Arbitrary)]
+enum ClientPick {
+    C1,
+    C2,
+    D1,
+    E1,
+    Other(String),
+}
+
 #[derive(Debug, Arbitrary)]
 enum JsonIn {
     Null,
@@ -809,6 +954,8 @@ impl CookieIn {
                 order,
                 version,
                 epoch,
+                issued,
+                pending,
                 extra,
             } => {
                 let mut o = Map::new();
@@ -819,6 +966,8 @@ impl CookieIn {
                     ("order", order.to_json(depth)),
                     ("version", version.to_json(depth)),
                     ("epoch", epoch.to_json(world, depth)),
+                    ("t", issued.to_json(depth)),
+                    ("p", pending.to_json(depth)),
                 ] {
                     if let Some(v) = v {
                         o.insert(k.into(), v);
@@ -826,11 +975,13 @@ impl CookieIn {
                 }
                 Value::Object(o)
             }
-            CookieIn::Tuple(order, version, epoch) => Value::Array(
+            CookieIn::Tuple(order, version, epoch, issued, pending) => Value::Array(
                 [
                     order.to_json(depth),
                     version.to_json(depth),
                     epoch.to_json(world, depth),
+                    issued.to_json(depth),
+                    pending.to_json(depth),
                 ]
                 .into_iter()
                 .flatten()
@@ -889,6 +1040,42 @@ impl EpochIn {
             EpochIn::Other(s) => json!(s),
             EpochIn::Json(j) => j.to_json(depth + 1),
             EpochIn::Missing => return None,
+        })
+    }
+}
+
+impl IssuedIn {
+    fn to_json(&self, depth: usize) -> Option<Value> {
+        Some(match self {
+            IssuedIn::Now => json!(NOW),
+            IssuedIn::Ago(s) => json!(NOW.saturating_add_signed(-i64::from(*s))),
+            IssuedIn::Any(t) => json!(t),
+            IssuedIn::Json(j) => j.to_json(depth + 1),
+            IssuedIn::Missing => return None,
+        })
+    }
+}
+
+impl PendingIn {
+    fn to_json(&self, depth: usize) -> Option<Value> {
+        Some(match self {
+            PendingIn::Owed(lmids) => Value::Object(
+                lmids
+                    .iter()
+                    .map(|(c, l)| {
+                        let c = match c {
+                            ClientPick::C1 => "c1",
+                            ClientPick::C2 => "c2",
+                            ClientPick::D1 => "d1",
+                            ClientPick::E1 => "e1",
+                            ClientPick::Other(other) => other,
+                        };
+                        (c.to_owned(), json!(l))
+                    })
+                    .collect(),
+            ),
+            PendingIn::Json(j) => j.to_json(depth + 1),
+            PendingIn::Missing => return None,
         })
     }
 }
@@ -983,11 +1170,18 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     WORLD.with(|world| {
         for space in &world.spaces {
             for (user, group) in [("alice", "g1"), ("bob", "g2"), ("carol", "g3")] {
-                for version in [None, Some(0), Some(3), Some(space.states.len() - 1)] {
-                    let cookie = version.map_or(
-                        Value::Null,
-                        |v| json!({"order": v, "version": v, "epoch": space.epoch}),
-                    );
+                let version = space.version();
+                let cookies = [
+                    Value::Null,
+                    json!({"order": 0, "version": 0, "epoch": "", "t": NOW}),
+                    json!({"order": 3, "version": 3, "epoch": space.epoch, "t": NOW}),
+                    json!({"order": version, "version": version, "epoch": space.epoch, "t": NOW}),
+                    // Too old for the tombstones: a reset.
+                    json!({"order": 2, "version": 2, "epoch": space.epoch}),
+                    // A page of a sync, owing an lmid.
+                    json!({"order": 2, "version": 2, "epoch": space.epoch, "t": NOW, "p": {"c1": 2}}),
+                ];
+                for cookie in cookies {
                     let body = pull_body(group, cookie);
                     seeds.push(("pull", http(&format!("spaceID={}", space.name), user, body)));
                 }
