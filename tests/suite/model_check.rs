@@ -815,20 +815,21 @@ fn faults_0() {
     );
 }
 
+/// With pulls paged, too.
 #[test]
 fn faults_1() {
     run_range_with(
         FAULT_SCHEDULES..2 * FAULT_SCHEDULES,
         Mode {
             faults: Some(FAULTS),
-            pull_budget: None,
+            pull_budget: Some(TINY_PULL_BUDGET),
         },
     );
 }
 
 /// Replays one schedule: `MODEL_SEED=<seed> cargo test -p integration-tests
-/// model_check::replay -- --ignored --nocapture` (with `MODEL_FAULTS=1`, in the
-/// fault-injection mode).
+/// model_check::replay -- --ignored --nocapture` (with `MODEL_PULL_BUDGET=<bytes>`, pulls
+/// paged; with `MODEL_FAULTS=1`, faults injected).
 #[test]
 #[ignore = "a tool for replaying one failing seed"]
 fn replay() {
