@@ -108,6 +108,20 @@ on_both_stores! {
         assert_eq!(r, Ok(Reply::Error(ProtocolError::ClientStateNotFound)));
     }
 
+    async fn a_gap_after_a_rejected_mutation_gets_client_state_not_found(backend) {
+        // The rejection belongs to an attempt that commits nothing: it is no rejection (found
+        // by the push fuzz target: counting it made the applied count underflow).
+        let e = fresh(backend).await;
+        let me = caller("alice", "room");
+        let r = e.push_outcome(&me, &push_request("g1", vec![
+            mutation("c1", 1, "noSuchMutator", json!({})),
+            create("c1", 3, "c", 3),
+        ])).await;
+        assert_eq!(r, Ok(Reply::Error(ProtocolError::ClientStateNotFound)));
+        let r = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert!(r.last_mutation_id_changes.is_empty() && puts(&r.patch).is_empty(), "{r:?}");
+    }
+
     async fn permanent_errors_advance_the_lmid_without_effects(backend) {
         let e = fresh(backend).await;
         let me = caller("alice", "room");

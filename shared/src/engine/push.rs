@@ -104,8 +104,10 @@ impl Engine {
                 Ok(step) => {
                     outcome.processed += attempt.processed;
                     outcome.commits += attempt.commits;
-                    outcome.rejected.append(&mut attempt.rejected);
                     if attempt.commits > 0 {
+                        // Only a commit makes its rejections final: an attempt that ends in
+                        // ClientStateNotFound commits nothing, whatever it rejected first.
+                        outcome.rejected.append(&mut attempt.rejected);
                         listeners = read;
                     }
                     match step {
