@@ -8,10 +8,13 @@ use replicache_dynamodb::store::{
     Address, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
 };
 
-/// Counts every call to the wrapped store; each is one DynamoDB request.
+/// Counts every call to the wrapped store (each is one DynamoDB request) and the writes
+/// that failed on a condition or a concurrent transaction.
 pub struct CountingStore {
     inner: Arc<dyn Store>,
     calls: AtomicUsize,
+    conflicts: AtomicUsize,
+    limits: Option<Limits>,
 }
 
 impl CountingStore {
@@ -20,7 +23,21 @@ impl CountingStore {
         CountingStore {
             inner,
             calls: AtomicUsize::new(0),
+            conflicts: AtomicUsize::new(0),
+            limits: None,
         }
+    }
+
+    /// Reports `limits` instead of the wrapped store's: smaller transactions make the engine
+    /// split a push into more commits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Writes cancelled by a conflict so far; resets the count.
+    pub fn take_conflicts(&self) -> usize {
+        self.conflicts.swap(0, Ordering::SeqCst)
     }
 
     /// Requests so far; resets the count.
@@ -36,7 +53,7 @@ impl CountingStore {
 #[async_trait]
 impl Store for CountingStore {
     fn limits(&self) -> Limits {
-        self.inner.limits()
+        self.limits.unwrap_or_else(|| self.inner.limits())
     }
 
     async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
@@ -71,6 +88,10 @@ impl Store for CountingStore {
 
     async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         self.count();
-        self.inner.write(writes).await
+        let result = self.inner.write(writes).await;
+        if matches!(result, Err(StoreError::Conflict(_))) {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
+        result
     }
 }

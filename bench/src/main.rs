@@ -1,0 +1,570 @@
+//! The benchmark: the engine on DynamoDB Local, against a per-mutation baseline and against
+//! DynamoDB Local's own latency, in one run. Prints Markdown tables.
+//!
+//! ```sh
+//! cargo run --release -p bench            # the full run (scripts/bench adds the cold start)
+//! cargo run --release -p bench -- --quick # a small run that only proves it still works
+//! ```
+//!
+//! - **Hot space**: 1, 8 and 32 client groups push batches of mutations into one space at
+//!   once, write-only (`put` of a fresh key) or read-modify-write (`increment` of one of a
+//!   few shared counters). The baseline takes the same batches and commits each mutation on
+//!   its own: its own read and its own conditioned `TransactWriteItems`, as Replicache's
+//!   row-versioning and express samples commit (one transaction per mutation).
+//! - **Pull**: an idle pull, incremental pulls after k changes, and initial syncs.
+//! - **Floor**: single `BatchGetItem`, `TransactWriteItems` and `Query` calls of the shapes
+//!   push and pull make, through the same client and table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use integration_tests::client::{caller, mutation, pull_request, push_request};
+use integration_tests::counting::CountingStore;
+use integration_tests::dynamodb_local;
+use replicache_dynamodb::protocol::{PullResponse, Reply, SYNC_KEY};
+use replicache_dynamodb::store::{
+    Address, Client, CommitLog, Entity, Expect, Record, SpaceMeta, Store, Write, Written,
+};
+use replicache_dynamodb::{App, Engine, EngineConfig, EngineError, Mutators, Tx};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks the engine on DynamoDB Local and prints Markdown tables")]
+struct Options {
+    /// A small run (1 and 8 groups, 1,000 keys): checks that the benchmark works, in seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Mutations per push in the hot-space runs.
+    #[arg(long, default_value_t = 10)]
+    batch: u64,
+}
+
+/// The benchmark's application: a write-only and a read-modify-write mutator.
+fn app() -> App {
+    App::new(
+        Mutators::new()
+            .register("put", |tx: Tx, args: Value| async move {
+                let key = args["key"].as_str().unwrap_or_default().to_owned();
+                tx.set(&key, &args["value"]).await
+            })
+            .register("increment", |tx: Tx, args: Value| async move {
+                let key = args["key"].as_str().unwrap_or_default().to_owned();
+                let n: u64 = tx.get(&key).await?.unwrap_or(0);
+                tx.set(&key, &(n + 1)).await
+            }),
+    )
+}
+
+/// The shared counters the read-modify-write mix increments.
+const COUNTERS: u64 = 16;
+/// A value of about 100 bytes, like a small chat message.
+const VALUE: &str = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labo";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mix {
+    WriteOnly,
+    ReadModifyWrite,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Commit {
+    /// The engine: one commit per push (up to the transaction's limits).
+    Batched,
+    /// One commit per mutation, with the same reads and conditions: the baseline.
+    PerMutation,
+}
+
+struct HotRun {
+    mutations: u64,
+    wall: Duration,
+    latencies: Vec<Duration>,
+    conflicts: usize,
+    unavailable: usize,
+    requests: usize,
+}
+
+impl HotRun {
+    fn per_second(&self) -> f64 {
+        self.mutations as f64 / self.wall.as_secs_f64()
+    }
+}
+
+fn percentile(samples: &[Duration], q: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted
+        .get(((sorted.len().saturating_sub(1)) as f64 * q).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn engine_on(store: Arc<CountingStore>) -> Engine {
+    Engine::new(store, app(), EngineConfig::default())
+}
+
+/// `groups` client groups each push `pushes` batches of `batch` mutations into one space, as
+/// fast as their answers come back; a 503 is retried, as the client does.
+async fn hot_space(mix: Mix, commit: Commit, groups: u64, pushes: u64, batch: u64) -> HotRun {
+    let store = Arc::new(CountingStore::new(Arc::new(
+        dynamodb_local::fresh_table().await,
+    )));
+    let engine = Arc::new(engine_on(store.clone()).await);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..groups)
+        .map(|g| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let who = caller("bench", "hot");
+                let (group, client) = (format!("g{g}"), format!("c{g}"));
+                let mut rng = fastrand::Rng::with_seed(g);
+                let mut latencies = Vec::new();
+                let mut unavailable = 0;
+                for p in 0..pushes {
+                    let mutations = (1..=batch)
+                        .map(|i| {
+                            let id = p * batch + i;
+                            match mix {
+                                Mix::WriteOnly => mutation(
+                                    &client,
+                                    id,
+                                    "put",
+                                    json!({"key": format!("item/{g}/{id}"), "value": VALUE}),
+                                ),
+                                Mix::ReadModifyWrite => mutation(
+                                    &client,
+                                    id,
+                                    "increment",
+                                    json!({"key": format!("counter/{}", rng.u64(..COUNTERS))}),
+                                ),
+                            }
+                        })
+                        .collect();
+                    // The baseline's server takes the same batch and commits its mutations one
+                    // by one, each read and conditioned as the engine does.
+                    let requests: Vec<_> = match commit {
+                        Commit::Batched => vec![push_request(&group, mutations)],
+                        Commit::PerMutation => mutations
+                            .into_iter()
+                            .map(|m| push_request(&group, vec![m]))
+                            .collect(),
+                    };
+                    let sent = Instant::now();
+                    for req in &requests {
+                        loop {
+                            match engine.push(&who, req).await {
+                                Ok(Reply::Ok(())) => break,
+                                Err(EngineError::Unavailable(_)) => unavailable += 1,
+                                other => panic!("push failed: {other:?}"),
+                            }
+                        }
+                    }
+                    latencies.push(sent.elapsed());
+                }
+                (latencies, unavailable)
+            })
+        })
+        .collect();
+    let mut run = HotRun {
+        mutations: groups * pushes * batch,
+        wall: Duration::ZERO,
+        latencies: Vec::new(),
+        conflicts: 0,
+        unavailable: 0,
+        requests: 0,
+    };
+    for task in tasks {
+        let (latencies, unavailable) = task.await.expect("a pushing task");
+        run.latencies.extend(latencies);
+        run.unavailable += unavailable;
+    }
+    run.wall = start.elapsed();
+    run.conflicts = store.take_conflicts();
+    run.requests = store.take();
+    check_hot_space(&engine, mix, run.mutations).await;
+    run
+}
+
+/// What the hot space must hold afterwards: every mutation applied exactly once. A benchmark
+/// of a backend that loses or repeats writes would measure nothing.
+async fn check_hot_space(engine: &Engine, mix: Mix, mutations: u64) {
+    let (state, _) = initial_sync(engine, "hot").await;
+    let applied: u64 = match mix {
+        Mix::WriteOnly => state.len() as u64,
+        Mix::ReadModifyWrite => state.values().map(|v| v.as_u64().unwrap_or(0)).sum(),
+    };
+    assert_eq!(
+        applied, mutations,
+        "the hot space does not hold every mutation once"
+    );
+}
+
+/// Pulls from scratch until the sync is complete: the state, and the pulls' bytes and pages.
+async fn initial_sync(
+    engine: &Engine,
+    space: &str,
+) -> (std::collections::BTreeMap<String, Value>, Sync) {
+    let who = caller("bench", space);
+    let mut state = std::collections::BTreeMap::new();
+    let mut cookie = Value::Null;
+    let mut sync = Sync::default();
+    loop {
+        let r = pull(engine, &who, "reader", cookie).await;
+        sync.pages += 1;
+        sync.bytes += serde_json::to_vec(&r).map(|b| b.len()).unwrap_or(0);
+        let mut complete = true;
+        for op in &r.patch {
+            match op {
+                replicache_dynamodb::protocol::PatchOp::Put { key, value } if key == SYNC_KEY => {
+                    complete = value["complete"].as_bool().unwrap_or(true);
+                }
+                replicache_dynamodb::protocol::PatchOp::Put { key, value } => {
+                    state.insert(key.clone(), value.clone());
+                }
+                replicache_dynamodb::protocol::PatchOp::Del { key } => {
+                    state.remove(key);
+                }
+                replicache_dynamodb::protocol::PatchOp::Clear => state.clear(),
+            }
+        }
+        cookie = r.cookie;
+        if complete {
+            sync.cookie = cookie;
+            return (state, sync);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Sync {
+    pages: usize,
+    bytes: usize,
+    cookie: Value,
+}
+
+async fn pull(
+    engine: &Engine,
+    who: &replicache_dynamodb::Caller,
+    group: &str,
+    cookie: Value,
+) -> PullResponse {
+    match engine.pull(who, &pull_request(group, cookie)).await {
+        Ok(Reply::Ok(r)) => r,
+        other => panic!("pull failed: {other:?}"),
+    }
+}
+
+/// Puts `keys` keys into `space` from `from` on, 90 mutations a push (one commit each).
+async fn fill(engine: &Engine, space: &str, from: u64, keys: u64) {
+    let who = caller("bench", space);
+    let client = format!("filler-{space}");
+    let mut next = from;
+    while next < from + keys {
+        let end = (next + 90).min(from + keys);
+        let mutations = (next..end)
+            .map(|i| {
+                mutation(
+                    &client,
+                    i + 1,
+                    "put",
+                    json!({"key": format!("k/{i:07}"), "value": VALUE}),
+                )
+            })
+            .collect();
+        let req = push_request(&format!("filler-{space}"), mutations);
+        match engine.push(&who, &req).await {
+            Ok(Reply::Ok(())) => next = end,
+            other => panic!("fill failed: {other:?}"),
+        }
+    }
+}
+
+struct PullRow {
+    what: String,
+    latency: Duration,
+    bytes: usize,
+    requests: usize,
+    pages: usize,
+    floor: Option<Duration>,
+}
+
+async fn pulls(sizes: &[u64], changes: &[u64], floor: &Floor) -> Vec<PullRow> {
+    let store = Arc::new(CountingStore::new(Arc::new(
+        dynamodb_local::fresh_table().await,
+    )));
+    let engine = engine_on(store.clone()).await;
+    let mut rows = Vec::new();
+    let mut filled = 0;
+    for &size in sizes {
+        fill(&engine, "big", filled, size - filled).await;
+        filled = size;
+        store.take();
+        let start = Instant::now();
+        let (state, sync) = initial_sync(&engine, "big").await;
+        let latency = start.elapsed();
+        assert_eq!(state.len() as u64, size, "an initial sync missed keys");
+        rows.push(PullRow {
+            what: format!("initial sync, {size} keys"),
+            latency,
+            bytes: sync.bytes,
+            requests: store.take(),
+            pages: sync.pages,
+            floor: None,
+        });
+    }
+    // Incremental pulls, from a cookie of the smallest space.
+    let (_, sync) = initial_sync(&engine, "small-changes").await;
+    let who = caller("bench", "small-changes");
+    let mut cookie = sync.cookie;
+    fill(&engine, "small-changes", 0, sizes[0]).await;
+    cookie = pull(&engine, &who, "reader", cookie).await.cookie;
+    let mut written = sizes[0];
+    for &k in std::iter::once(&0).chain(changes) {
+        fill(&engine, "small-changes", written, k).await;
+        written += k;
+        store.take();
+        let start = Instant::now();
+        let r = pull(&engine, &who, "reader", cookie).await;
+        let latency = start.elapsed();
+        assert_eq!(r.patch.len() as u64, k, "an incremental pull's patch");
+        rows.push(PullRow {
+            what: if k == 0 {
+                "idle (no change)".to_owned()
+            } else {
+                format!("incremental, {k} changes")
+            },
+            latency,
+            bytes: serde_json::to_vec(&r).map(|b| b.len()).unwrap_or(0),
+            requests: store.take(),
+            pages: 1,
+            floor: Some(if k == 0 {
+                floor.get_small
+            } else {
+                floor.get_small + floor.query
+            }),
+        });
+        cookie = r.cookie;
+    }
+    rows
+}
+
+/// DynamoDB Local's own latency for the requests push and pull make (medians).
+struct Floor {
+    /// `BatchGetItem` of a push: the counter, the group, the client, the listeners.
+    get_push: Duration,
+    /// `BatchGetItem` of a pull: the counter and the group.
+    get_small: Duration,
+    /// `TransactWriteItems` of a push of `batch` write-only mutations.
+    write: Duration,
+    /// `Query` of the changes a pull reads (one page, a few items).
+    query: Duration,
+}
+
+async fn floor(samples: usize, batch: u64) -> Floor {
+    let store = dynamodb_local::fresh_table().await;
+    let space = "floor".to_owned();
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    for v in 0..samples as u64 {
+        let timed = Instant::now();
+        let written: Vec<String> = (0..batch).map(|i| format!("item/{v}/{i}")).collect();
+        let mut writes = vec![
+            Write::Put {
+                record: Record::Space(SpaceMeta {
+                    space: space.clone(),
+                    version: v + 1,
+                    epoch: "e".into(),
+                }),
+                expect: if v == 0 {
+                    Expect::Absent
+                } else {
+                    Expect::Version(v)
+                },
+            },
+            Write::Check {
+                address: Address::Listeners {
+                    space: space.clone(),
+                },
+                expect: Expect::Absent,
+            },
+            Write::Put {
+                record: Record::CommitLog(CommitLog {
+                    space: space.clone(),
+                    slot: ((v + 1) % 64) as u32,
+                    version: v + 1,
+                    written: written
+                        .iter()
+                        .cloned()
+                        .map(Written::Entity)
+                        .chain([Written::Client("c".into())])
+                        .collect(),
+                }),
+                expect: Expect::Any,
+            },
+            Write::Put {
+                record: Record::Client(Client {
+                    space: space.clone(),
+                    id: "c".into(),
+                    group: "g".into(),
+                    version: v + 1,
+                    lmid: (v + 1) * batch,
+                    expires_at: None,
+                }),
+                expect: if v == 0 {
+                    Expect::Absent
+                } else {
+                    Expect::Version(v)
+                },
+            },
+        ];
+        writes.extend(written.into_iter().map(|key| Write::Put {
+            record: Record::Entity(Entity {
+                space: space.clone(),
+                key,
+                version: v + 1,
+                value: Some(json!(VALUE).to_string()),
+                expires_at: None,
+            }),
+            expect: Expect::Any,
+        }));
+        store.write(writes).await.expect("a floor write");
+        times[0].push(timed.elapsed());
+
+        let push_keys = [
+            Address::Space {
+                space: space.clone(),
+            },
+            Address::Group { group: "g".into() },
+            Address::Client {
+                space: space.clone(),
+                client: "c".into(),
+            },
+            Address::Listeners {
+                space: space.clone(),
+            },
+        ];
+        let timed = Instant::now();
+        store.get(&push_keys).await.expect("a floor read");
+        times[1].push(timed.elapsed());
+        let timed = Instant::now();
+        store.get(&push_keys[..2]).await.expect("a floor read");
+        times[2].push(timed.elapsed());
+        let timed = Instant::now();
+        store.changes(&space, v, None).await.expect("a floor query");
+        times[3].push(timed.elapsed());
+    }
+    Floor {
+        write: percentile(&times[0], 0.5),
+        get_push: percentile(&times[1], 0.5),
+        get_small: percentile(&times[2], 0.5),
+        query: percentile(&times[3], 0.5),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let options = Options::parse();
+    let batch = options.batch;
+    let (group_counts, pushes, samples, sizes, changes): (&[u64], u64, usize, &[u64], &[u64]) =
+        if options.quick {
+            (&[1, 8], 3, 10, &[1_000], &[1, 10])
+        } else {
+            (
+                &[1, 8, 32],
+                20,
+                100,
+                &[1_000, 10_000, 100_000],
+                &[1, 10, 100],
+            )
+        };
+    eprintln!("starting DynamoDB Local");
+    dynamodb_local::endpoint();
+
+    eprintln!("floor: {samples} samples of each request, after as many to warm DynamoDB Local up");
+    floor(samples, batch).await;
+    let floor = floor(samples, batch).await;
+    let push_floor = floor.get_push + floor.write;
+    println!("\n### DynamoDB Local's own latency (median of {samples})\n");
+    println!("| request | shape | p50 ms |");
+    println!("|---|---|---:|");
+    println!(
+        "| BatchGetItem | a push's: counter, group, client, listeners | {:.2} |",
+        ms(floor.get_push)
+    );
+    println!(
+        "| BatchGetItem | a pull's: counter, group | {:.2} |",
+        ms(floor.get_small)
+    );
+    println!(
+        "| TransactWriteItems | a push of {batch} write-only mutations ({} actions) | {:.2} |",
+        batch + 4,
+        ms(floor.write)
+    );
+    println!(
+        "| Query | a pull's changes (one page of a few items) | {:.2} |",
+        ms(floor.query)
+    );
+
+    println!(
+        "\n### Hot space: {batch} mutations per push, one space, every group pushing at once\n"
+    );
+    println!("| mix | groups | commits | mutations/s | push p50 ms | p99 ms | p50 × floor | conflicts | 503s | requests/mutation | × per-mutation |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for mix in [Mix::WriteOnly, Mix::ReadModifyWrite] {
+        for &groups in group_counts {
+            let mut baseline_rate = None;
+            for commit in [Commit::PerMutation, Commit::Batched] {
+                let pushes = if groups >= 32 { pushes / 2 } else { pushes }.max(1);
+                eprintln!(
+                    "hot space: {groups} groups, {} mutations",
+                    groups * pushes * batch
+                );
+                let run = hot_space(mix, commit, groups, pushes, batch).await;
+                let rate = run.per_second();
+                let ratio = match baseline_rate {
+                    None => {
+                        baseline_rate = Some(rate);
+                        "1.00".to_owned()
+                    }
+                    Some(base) => format!("{:.2}", rate / base),
+                };
+                println!(
+                    "| {} | {groups} | {} | {:.0} | {:.1} | {:.1} | {:.2} | {} | {} | {:.2} | {ratio} |",
+                    if mix == Mix::WriteOnly { "write-only" } else { "read-modify-write" },
+                    if commit == Commit::Batched { "per push (this engine)" } else { "per mutation (baseline)" },
+                    rate,
+                    ms(percentile(&run.latencies, 0.5)),
+                    ms(percentile(&run.latencies, 0.99)),
+                    percentile(&run.latencies, 0.5).as_secs_f64() / push_floor.as_secs_f64(),
+                    run.conflicts,
+                    run.unavailable,
+                    run.requests as f64 / run.mutations as f64,
+                );
+            }
+        }
+    }
+
+    eprintln!("pulls");
+    let rows = pulls(sizes, changes, &floor).await;
+    println!("\n### Pull (one client group, values of about 100 bytes, default page budget)\n");
+    println!("| pull | latency ms | bytes | DynamoDB requests | pages | × floor |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {:.1} | {} | {} | {} | {} |",
+            r.what,
+            ms(r.latency),
+            r.bytes,
+            r.requests,
+            r.pages,
+            r.floor.map_or("".to_owned(), |f| format!(
+                "{:.2}",
+                r.latency.as_secs_f64() / f.as_secs_f64()
+            )),
+        );
+    }
+    println!("\nFloor for a push: BatchGetItem + TransactWriteItems = {:.2} ms; for an idle pull: one BatchGetItem = {:.2} ms.", ms(push_floor), ms(floor.get_small));
+}
