@@ -19,6 +19,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// `PULL_BUDGET_BYTES`: most bytes of patch in one pull response (default 4 MiB).
     pub pull_budget_bytes: Option<usize>,
+    /// `DYNAMODB_WARM_UP`: whether a Lambda function opens its DynamoDB connection during
+    /// init (`true`, the default) or on its first request (`false`).
+    pub warm_up: bool,
 }
 
 /// A setting with a value that cannot be used.
@@ -103,7 +106,19 @@ impl Settings {
                 },
             }
         };
+        let warm_up = match non_empty("DYNAMODB_WARM_UP").map(|v| v.trim().to_ascii_lowercase()) {
+            None => true,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "DYNAMODB_WARM_UP",
+                    format!("{v:?} is neither true nor false"),
+                ))
+            }
+        };
         Ok(Settings {
+            warm_up,
             table_name: non_empty("TABLE_NAME"),
             auth_mode,
             schema_version: non_empty("SCHEMA_VERSION"),
@@ -144,6 +159,21 @@ mod tests {
         assert_eq!(s.auth_mode, AuthMode::Jwt);
         assert_eq!(s.schema_version, None);
         assert_eq!(s.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert!(s.warm_up);
+    }
+
+    #[test]
+    fn warm_up_is_a_boolean() {
+        assert!(
+            !settings(&[("DYNAMODB_WARM_UP", " False ")])
+                .unwrap()
+                .warm_up
+        );
+        assert!(settings(&[("DYNAMODB_WARM_UP", "true")]).unwrap().warm_up);
+        assert_eq!(
+            error(&[("DYNAMODB_WARM_UP", "0")]),
+            "DYNAMODB_WARM_UP: \"0\" is neither true nor false"
+        );
     }
 
     #[test]

@@ -85,12 +85,17 @@ pub fn install_metrics(op: Operation) -> Option<&'static metrics_cloudwatch_embe
 /// The API of `app` for `op` as the environment configures it.
 async fn api_from_env(op: Operation, app: App) -> Result<Api, ConfigError> {
     let settings = Settings::from_env(AuthMode::Jwt)?;
-    let store = DynamoStore::from_env(settings.required_table_name()?)
-        .await
+    let table = settings.required_table_name()?;
+    // One SDK configuration (credentials, region, HTTP client) for every client.
+    let shared = crate::store::dynamo::load_sdk_config().await;
+    let store = DynamoStore::from_shared_config(&shared, table)
         .map_err(|e| ConfigError::new(e.variable(), e.message()))?;
+    if settings.warm_up {
+        store.warm_up().await;
+    }
     let mut engine = Engine::new(Arc::new(store), app, settings.engine_config());
     if op == Operation::Push {
-        if let Some(poker) = poker_from_env().await? {
+        if let Some(poker) = poker_from_env(&shared)? {
             engine = engine.with_poker(Arc::new(poker));
         }
     }
@@ -112,7 +117,7 @@ async fn api_from_env(op: Operation, app: App) -> Result<Api, ConfigError> {
 /// The poker of the push function: `POKE_ENDPOINT` is the WebSocket API stage's management
 /// endpoint (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`), unset or empty
 /// for no pokes; `POKE_BUDGET_MS` bounds the time a push spends poking (default 500).
-async fn poker_from_env() -> Result<Option<ApiGatewayPoker>, ConfigError> {
+fn poker_from_env(shared: &aws_config::SdkConfig) -> Result<Option<ApiGatewayPoker>, ConfigError> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let Some(endpoint) = var("POKE_ENDPOINT") else {
         return Ok(None);
@@ -133,9 +138,8 @@ async fn poker_from_env() -> Result<Option<ApiGatewayPoker>, ConfigError> {
             )
         })?),
     };
-    let config = aws_config::load_from_env().await;
     let client = aws_sdk_apigatewaymanagement::Client::from_conf(
-        aws_sdk_apigatewaymanagement::config::Builder::from(&config)
+        aws_sdk_apigatewaymanagement::config::Builder::from(shared)
             .endpoint_url(endpoint)
             .build(),
     );

@@ -125,6 +125,7 @@ fn start() -> String {
 /// runtime that made them.
 pub async fn client() -> Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(replicache_dynamodb::store::dynamo::http_client())
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

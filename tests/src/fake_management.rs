@@ -89,6 +89,7 @@ impl FakeManagement {
                 "local", "local", None, None, "test",
             ))
             .endpoint_url(&self.endpoint)
+            .http_client(replicache_dynamodb::store::dynamo::http_client())
             .build();
         aws_sdk_apigatewaymanagement::Client::from_conf(config)
     }

@@ -25,6 +25,33 @@ type Item = HashMap<String, AttributeValue>;
 /// BatchGetItem rounds for keys DynamoDB left unprocessed before giving up (503).
 const MAX_UNPROCESSED_ROUNDS: u32 = 8;
 
+/// The AWS SDK configuration from the standard environment (region, credentials, endpoint
+/// variables, profiles), with [`http_client`]. Load it once per process and make every AWS
+/// client from it.
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
+}
+
+/// The HTTP client for AWS SDK clients: hyper with rustls on `ring`, trusting the platform's
+/// root certificates. The crate builds the SDK without its default client (see the
+/// workspace manifest), so a client configured by hand needs this one. Make one per Tokio
+/// runtime: its pooled connections belong to the runtime that opened them.
+pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// The group id the warm-up reads: never a real group, since the engine refuses ids with
+/// control characters.
+const WARM_UP_GROUP: &str = "\u{1}warm-up";
+
 /// [`Store`] on a DynamoDB table.
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -47,12 +74,31 @@ impl DynamoStore {
     /// the template's absent value); endpoints in AWS profile files are not used. A missing
     /// region or an endpoint that is not an http(s) URL is an error naming the variable.
     pub async fn from_env(table: impl Into<String>) -> Result<Self, FromEnvError> {
+        Self::from_shared_config(&load_sdk_config().await, table)
+    }
+
+    /// [`DynamoStore::from_env`] with an SDK configuration already loaded, so that a process
+    /// with several AWS clients loads it once.
+    pub fn from_shared_config(
+        shared: &aws_config::SdkConfig,
+        table: impl Into<String>,
+    ) -> Result<Self, FromEnvError> {
         let endpoint = endpoint_url(|name| std::env::var(name).ok())?;
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        let config = client_config(&shared, endpoint)?;
+        let config = client_config(shared, endpoint)?;
         Ok(Self::new(DynamoClient::from_conf(config), table))
+    }
+
+    /// Makes one cheap request (a consistent read of an item that never exists) so that the
+    /// connection, its TLS session and the SDK's credentials are ready before the first real
+    /// request. Lambda runs init with a full CPU, and the first invocation then does not pay
+    /// for the handshake. A failure is only logged: requests retry on their own.
+    pub async fn warm_up(&self) {
+        let probe = [Address::Group {
+            group: WARM_UP_GROUP.to_owned(),
+        }];
+        if let Err(e) = self.get(&probe).await {
+            tracing::warn!(error = %e, "could not warm the DynamoDB connection up");
+        }
     }
 
     /// The SDK client.
