@@ -13,12 +13,12 @@ import { WebSocketServer } from 'ws';
 
 const STAGE = 'live';
 
-function httpEvent(req, body, url) {
-  const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
+/** The HTTP API's payload 2.0 event for a request (`url` a URL, `headers` lower-case names). */
+export function httpEvent({ method, url, headers, body }) {
   const now = Date.now();
   return {
     version: '2.0',
-    routeKey: `${req.method} ${url.pathname}`,
+    routeKey: `${method} ${url.pathname}`,
     rawPath: url.pathname,
     rawQueryString: url.search.slice(1),
     headers,
@@ -28,9 +28,9 @@ function httpEvent(req, body, url) {
       apiId: 'standin',
       domainName: headers.host,
       domainPrefix: 'standin',
-      http: { method: req.method, path: url.pathname, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: headers['user-agent'] ?? '' },
+      http: { method, path: url.pathname, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: headers['user-agent'] ?? '' },
       requestId: randomUUID(),
-      routeKey: `${req.method} ${url.pathname}`,
+      routeKey: `${method} ${url.pathname}`,
       stage: '$default',
       time: new Date(now).toUTCString(),
       timeEpoch: now,
@@ -89,7 +89,8 @@ export async function startApiGateway(functions) {
       const fn = routes[url.pathname];
       if (!fn || req.method !== 'POST') return res.writeHead(404).end();
       try {
-        const out = await functions[fn].invoke(httpEvent(req, body, url));
+        const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
+        const out = await functions[fn].invoke(httpEvent({ method: req.method, url, headers, body }));
         const payload = out.isBase64Encoded ? Buffer.from(out.body ?? '', 'base64') : (out.body ?? '');
         res.writeHead(out.statusCode ?? 200, out.headers ?? {}).end(payload);
       } catch (e) {

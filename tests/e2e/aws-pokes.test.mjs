@@ -11,7 +11,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { client, until } from './clients.mjs';
 import { startFunction } from './lambda-runtime.mjs';
 import { startApiGateway } from './apigw-standin.mjs';
-import { createTable, startDynamoDbLocal } from './support.mjs';
+import { createTable, functionEnv, startDynamoDbLocal } from './support.mjs';
 
 const ROUNDS = Number(process.env.POKE_ROUNDS || 10);
 
@@ -26,14 +26,7 @@ before(async () => {
   await createTable(dynamodb.endpoint, table);
   // The functions are started after the stand-in, which calls them by name.
   gateway = await startApiGateway(functions);
-  const env = {
-    TABLE_NAME: table,
-    AUTH_MODE: 'header',
-    AWS_ENDPOINT_URL_DYNAMODB: dynamodb.endpoint,
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'local',
-    AWS_SECRET_ACCESS_KEY: 'local',
-  };
+  const env = functionEnv(dynamodb.endpoint, table);
   const [push, pull, poke] = await Promise.all([
     startFunction('push', { ...env, POKE_ENDPOINT: gateway.managementEndpoint }),
     startFunction('pull', env),

@@ -12,11 +12,12 @@ import { root } from './support.mjs';
 const API = '/2018-06-01/runtime';
 
 /**
- * Starts function `bin` (target/debug/<bin>, or `binary`) with `env`. Returns `invoke(event)`
+ * Starts function `bin` (target/debug/<bin>, or `binary`) with `env` over `environment`
+ * (this process's, by default). Returns `invoke(event)`
  * (resolves with the function's JSON response), the time the function took to ask for its
  * first event (`ready`, its init), and `stop()`.
  */
-export async function startFunction(bin, env = {}, { binary = path.join(root, 'target/debug', bin) } = {}) {
+export async function startFunction(bin, env = {}, { binary = path.join(root, 'target/debug', bin), environment = process.env } = {}) {
   const queue = []; // events waiting for the function
   const waiting = []; // the function's /next requests waiting for an event
   const pending = new Map(); // request id -> {resolve, reject}
@@ -77,7 +78,7 @@ export async function startFunction(bin, env = {}, { binary = path.join(root, 't
   const started = performance.now();
   const child = spawn(binary, [], {
     env: {
-      ...process.env,
+      ...environment,
       RUST_LOG: process.env.RUST_LOG || 'warn',
       AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${port}`,
       AWS_LAMBDA_FUNCTION_NAME: bin,

@@ -1,10 +1,12 @@
 // Shared tooling of the end-to-end tests: DynamoDB Local, the dev server, and a TCP proxy
 // that can play "server down" without losing the server's state.
 
-import { spawn } from 'node:child_process';
-import { readdirSync, existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -118,6 +120,35 @@ export async function startServer({ bin: name = 'dev-server', dynamodbEndpoint, 
   return { url, port: Number(actualPort), table: env.TABLE_NAME, process: child, stop: stopper(child) };
 }
 
+/** Relays `client` to `targetPort` on 127.0.0.1, both sockets tracked in `sockets`. */
+function relay(client, targetPort, sockets) {
+  const upstream = net.connect(targetPort, '127.0.0.1');
+  for (const s of [client, upstream]) {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {
+      client.destroy();
+      upstream.destroy();
+    });
+  }
+  client.pipe(upstream).pipe(client);
+}
+
+/**
+ * The environment of a Lambda function on `table` in DynamoDB Local at `endpoint`, with the
+ * `Authorization` header as the user (no JWT authorizer locally).
+ */
+export function functionEnv(endpoint, table) {
+  return {
+    TABLE_NAME: table,
+    AUTH_MODE: 'header',
+    AWS_ENDPOINT_URL_DYNAMODB: endpoint,
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'local',
+    AWS_SECRET_ACCESS_KEY: 'local',
+  };
+}
+
 /**
  * A TCP proxy in front of `targetPort`. `down()` refuses and cuts every connection, as a
  * stopped server would; `up()` serves again on the same port.
@@ -128,18 +159,7 @@ export async function startProxy(targetPort) {
   let server;
   const listen = () =>
     new Promise((resolve) => {
-      server = net.createServer((client) => {
-        const upstream = net.connect(targetPort, '127.0.0.1');
-        for (const s of [client, upstream]) {
-          sockets.add(s);
-          s.on('close', () => sockets.delete(s));
-          s.on('error', () => {
-            client.destroy();
-            upstream.destroy();
-          });
-        }
-        client.pipe(upstream).pipe(client);
-      });
+      server = net.createServer((client) => relay(client, targetPort, sockets));
       server.listen(port, '127.0.0.1', resolve);
     });
   await listen();
@@ -149,6 +169,47 @@ export async function startProxy(targetPort) {
       for (const s of sockets) s.destroy();
     });
   return { url: `http://127.0.0.1:${port}/`, port, down, up: listen, stop: down };
+}
+
+/**
+ * A TLS endpoint in front of `targetPort` (DynamoDB Local speaks plain HTTP), as AWS serves
+ * DynamoDB: `https://localhost:<port>`, with a certificate of a CA made for it (the openssl
+ * command line). A function trusts it through `env`: SSL_CERT_FILE with that CA alone, and
+ * SSL_CERT_DIR empty, so that the platform's roots play no part.
+ */
+export async function startTlsFront(targetPort) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tls-front-'));
+  const file = (name) => path.join(dir, name);
+  const openssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign',
+    '-keyout', file('ca.key'), '-out', file('ca.pem'));
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', file('server.key'), '-out', file('server.csr'));
+  const ext = file('server.ext');
+  execFileSync('sh', ['-c', `printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ${ext}`]);
+  openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'),
+    '-CAcreateserial', '-days', '1', '-extfile', ext, '-out', file('server.pem'));
+  const sockets = new Set();
+  const server = tls.createServer(
+    { key: readFileSync(file('server.key')), cert: readFileSync(file('server.pem')) },
+    (client) => relay(client, targetPort, sockets),
+  );
+  server.on('tlsClientError', () => {});
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const emptyDir = mkdtempSync(path.join(os.tmpdir(), 'no-certs-'));
+  return {
+    endpoint: `https://localhost:${server.address().port}`,
+    env: { SSL_CERT_FILE: file('ca.pem'), SSL_CERT_DIR: emptyDir },
+    stop: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => {
+          rmSync(dir, { recursive: true, force: true });
+          rmSync(emptyDir, { recursive: true, force: true });
+          resolve();
+        });
+      }),
+  };
 }
 
 /** One DynamoDB API call, unsigned (DynamoDB Local only wants the header's shape). */
