@@ -1,21 +1,32 @@
 //! Logging setup.
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the global subscriber: JSON lines when running in Lambda (CloudWatch parses
-/// them), readable lines elsewhere; the level comes from `RUST_LOG` (default `info`).
+/// them), readable lines elsewhere. The levels come from `RUST_LOG` (default `info`): a
+/// level and `target=level` pairs, comma-separated, such as `warn,replicache_dynamodb=debug`.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(Level::INFO));
     let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     // Another subscriber may already be installed (tests): keep it.
     let _ = if in_lambda {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init()
     } else {
-        builder.try_init()
+        registry.with(tracing_subscriber::fmt::layer()).try_init()
     };
 }
