@@ -97,7 +97,7 @@ try {
   for (const { bin, how, env } of setups) {
     const samples = { init: [], first: [], warm: [], rss: [] };
     for (let i = 0; i < runs; i++) {
-      const f = await startFunction(bin, env, { binary: bootstrap(lambdaDir, bin) });
+      const f = await startFunction(bin, env, { binary: bootstrap(lambdaDir, bin), quiet: true });
       try {
         const [first, response] = await timed(() => f.invoke(events[bin]()));
         if (response.statusCode !== 200) throw new Error(`${bin} answered ${response.statusCode}: ${response.body}`);

@@ -100,6 +100,22 @@ impl Overlay {
         Ok(parsed)
     }
 
+    /// Takes `entity` (`None`: absent) as read for `key` ahead of the mutators, with the
+    /// attempt's first read: a `get` of it then records the read as if it had made it, with
+    /// the version read. Like any read, it is condition-checked at commit only if used.
+    pub(crate) fn read_ahead(&mut self, key: String, entity: Option<Entity>) {
+        self.cache.entry(key).or_insert(entity);
+    }
+
+    /// Every key read so far in this attempt.
+    pub(crate) fn keys_read(&self) -> Vec<String> {
+        self.reads
+            .keys()
+            .chain(self.pending_reads.keys())
+            .cloned()
+            .collect()
+    }
+
     /// Sets `key` to `value`. A key or value too large to store is a rejection.
     pub(crate) fn put(&mut self, key: &str, value: &Value) -> Result<()> {
         self.check_key(key)?;

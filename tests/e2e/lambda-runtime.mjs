@@ -13,11 +13,11 @@ const API = '/2018-06-01/runtime';
 
 /**
  * Starts function `bin` (target/debug/<bin>, or `binary`) with `env` over `environment`
- * (this process's, by default). Returns `invoke(event)`
+ * (this process's, by default); `quiet` drops its stdout (its metrics). Returns `invoke(event)`
  * (resolves with the function's JSON response), the time the function took to ask for its
  * first event (`ready`, its init), and `stop()`.
  */
-export async function startFunction(bin, env = {}, { binary = path.join(root, 'target/debug', bin), environment = process.env } = {}) {
+export async function startFunction(bin, env = {}, { binary = path.join(root, 'target/debug', bin), environment = process.env, quiet = false } = {}) {
   const queue = []; // events waiting for the function
   const waiting = []; // the function's /next requests waiting for an event
   const pending = new Map(); // request id -> {resolve, reject}
@@ -88,7 +88,7 @@ export async function startFunction(bin, env = {}, { binary = path.join(root, 't
       AWS_LAMBDA_LOG_STREAM_NAME: 'local',
       ...env,
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'],
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   // Ready when it first asks for an event; an init failure ends the process instead.

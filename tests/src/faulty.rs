@@ -103,6 +103,7 @@ enum Outcome {
 pub struct FaultyStore {
     inner: Arc<dyn Store>,
     failing_reads: AtomicBool,
+    conflict_next_write: AtomicBool,
     faults: Mutex<Faults>,
     rng: Mutex<fastrand::Rng>,
     counts: Mutex<FaultCounts>,
@@ -121,6 +122,7 @@ impl FaultyStore {
         FaultyStore {
             inner,
             failing_reads: AtomicBool::new(false),
+            conflict_next_write: AtomicBool::new(false),
             faults: Mutex::new(faults),
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             counts: Mutex::default(),
@@ -132,6 +134,12 @@ impl FaultyStore {
     /// Turns failing entity reads on or off.
     pub fn fail_reads(&self, on: bool) {
         self.failing_reads.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes the next write fail with a conflict, without applying it, as when another
+    /// push commits first.
+    pub fn conflict_next_write(&self) {
+        self.conflict_next_write.store(true, Ordering::SeqCst);
     }
 
     /// Stops injecting faults (the ones under way finish as they started).
@@ -277,6 +285,11 @@ impl Store for FaultyStore {
 
     async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let after = self.enter("TransactWriteItems").await?;
+        if self.conflict_next_write.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Conflict(
+                "injected: another push committed first".into(),
+            ));
+        }
         let faults = *self.faults.lock().unwrap();
         let outcome = if self.chance(faults.in_flight) {
             Outcome::InFlight

@@ -33,6 +33,30 @@ on_both_stores! {
         assert_eq!(count.take(), 1, "a push of already processed mutations commits nothing");
     }
 
+    async fn a_retried_push_reads_ahead_what_its_failed_attempt_read(backend) {
+        use integration_tests::faulty::FaultyStore;
+        let faulty = Arc::new(FaultyStore::new(backend.store().await));
+        let (count, e) = counted(faulty.clone()).await;
+        let me = caller("alice", "room");
+        let incr = |id, key: &str| mutation("c1", id, "incr", json!({"key": key, "by": 1}));
+        push_ok(&e, &me, "g1", vec![incr(1, "a")]).await;
+        count.take();
+        let three = vec![incr(2, "a"), incr(3, "b"), incr(4, "c")];
+        push_ok(&e, &me, "g1", three.clone()).await;
+        assert_eq!(count.take(), 5, "a push reading 3 keys: the first read, 3 reads, the commit");
+        faulty.conflict_next_write();
+        let next = vec![incr(5, "a"), incr(6, "b"), incr(7, "c")];
+        push_ok(&e, &me, "g1", next).await;
+        assert_eq!(
+            count.take(),
+            5 + 2,
+            "after a conflict, the retry reads the 3 keys with its first read"
+        );
+        let r = pull_ok(&e, &me, "g1", Value::Null).await;
+        assert!(r.patch.contains(&replicache_dynamodb::protocol::PatchOp::Put { key: "a".into(), value: json!(3) }));
+        assert_eq!(r.last_mutation_id_changes.get("c1"), Some(&7));
+    }
+
     async fn listening_connections_cost_a_push_nothing_more(backend) {
         use integration_tests::recording::RecordingPoker;
         let (count, e) = counted(backend.store().await).await;
