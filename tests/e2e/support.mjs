@@ -124,6 +124,8 @@ export async function startServer({ bin: name = 'dev-server', dynamodbEndpoint, 
 function relay(client, targetPort, sockets) {
   const upstream = net.connect(targetPort, '127.0.0.1');
   for (const s of [client, upstream]) {
+    // A relay adds no delay of its own (Nagle's algorithm would hold small writes back).
+    s.setNoDelay(true);
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
     s.on('error', () => {
