@@ -90,8 +90,8 @@ impl DynamoStore {
 
     /// Makes one cheap request (a consistent read of an item that never exists) so that the
     /// connection, its TLS session and the SDK's credentials are ready before the first real
-    /// request. Lambda runs init with a full CPU, and the first invocation then does not pay
-    /// for the handshake. A failure is only logged: requests retry on their own.
+    /// request, which then does not pay for the handshake (a Lambda function calls it during
+    /// init). A failure is only logged: requests retry on their own.
     pub async fn warm_up(&self) {
         let probe = [Address::Group {
             group: WARM_UP_GROUP.to_owned(),
