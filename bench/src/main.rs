@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use integration_tests::client::{caller, mutation, pull_request, push_request};
+use integration_tests::client::{caller, mutation, pull_ok, push_ok, push_request, View};
 use integration_tests::counting::CountingStore;
 use integration_tests::dynamodb_local;
 use replicache_dynamodb::protocol::{PullResponse, Reply, SYNC_KEY};
@@ -209,10 +209,10 @@ async fn hot_space(
 /// What the hot space must hold afterwards: every mutation applied exactly once. A benchmark
 /// of a backend that loses or repeats writes would measure nothing.
 async fn check_hot_space(engine: &Engine, mix: Mix, mutations: u64) {
-    let (state, _) = initial_sync(engine, "hot").await;
+    let (view, _) = initial_sync(engine, "hot").await;
     let applied: u64 = match mix {
-        Mix::WriteOnly => state.len() as u64,
-        Mix::ReadModifyWrite => state.values().map(|v| v.as_u64().unwrap_or(0)).sum(),
+        Mix::WriteOnly => view.data.len() as u64,
+        Mix::ReadModifyWrite => view.data.values().map(|v| v.as_u64().unwrap_or(0)).sum(),
     };
     assert_eq!(
         applied, mutations,
@@ -220,38 +220,19 @@ async fn check_hot_space(engine: &Engine, mix: Mix, mutations: u64) {
     );
 }
 
-/// Pulls from scratch until the sync is complete: the state, and the pulls' bytes and pages.
-async fn initial_sync(
-    engine: &Engine,
-    space: &str,
-) -> (std::collections::BTreeMap<String, Value>, Sync) {
+/// Pulls from scratch until the sync is complete: the client's view (without the sync
+/// marker), and the pulls' bytes and pages.
+async fn initial_sync(engine: &Engine, space: &str) -> (View, Sync) {
     let who = caller("bench", space);
-    let mut state = std::collections::BTreeMap::new();
-    let mut cookie = Value::Null;
+    let mut view = View::default();
     let mut sync = Sync::default();
     loop {
-        let r = pull(engine, &who, "reader", cookie).await;
+        let r = view.sync(engine, &who, "reader").await;
         sync.pages += 1;
-        sync.bytes += serde_json::to_vec(&r).map(|b| b.len()).unwrap_or(0);
-        let mut complete = true;
-        for op in &r.patch {
-            match op {
-                replicache_dynamodb::protocol::PatchOp::Put { key, value } if key == SYNC_KEY => {
-                    complete = value["complete"].as_bool().unwrap_or(true);
-                }
-                replicache_dynamodb::protocol::PatchOp::Put { key, value } => {
-                    state.insert(key.clone(), value.clone());
-                }
-                replicache_dynamodb::protocol::PatchOp::Del { key } => {
-                    state.remove(key);
-                }
-                replicache_dynamodb::protocol::PatchOp::Clear => state.clear(),
-            }
-        }
-        cookie = r.cookie;
-        if complete {
-            sync.cookie = cookie;
-            return (state, sync);
+        sync.bytes += json_bytes(&r);
+        if !view.incomplete() {
+            view.data.remove(SYNC_KEY);
+            return (view, sync);
         }
     }
 }
@@ -260,30 +241,22 @@ async fn initial_sync(
 struct Sync {
     pages: usize,
     bytes: usize,
-    cookie: Value,
 }
 
-async fn pull(
-    engine: &Engine,
-    who: &replicache_dynamodb::Caller,
-    group: &str,
-    cookie: Value,
-) -> PullResponse {
-    match engine.pull(who, &pull_request(group, cookie)).await {
-        Ok(Reply::Ok(r)) => r,
-        other => panic!("pull failed: {other:?}"),
-    }
+/// Bytes of a pull response's JSON, as the client receives it before compression.
+fn json_bytes(r: &PullResponse) -> usize {
+    serde_json::to_vec(r).map_or(0, |b| b.len())
 }
 
 /// Puts `keys` keys into `space` from `from` on, 90 mutations a push (one commit each).
 async fn fill(engine: &Engine, space: &str, from: u64, keys: u64) {
     let who = caller("bench", space);
     let client = format!("filler-{space}");
-    let mut next = from;
-    while next < from + keys {
-        let end = (next + 90).min(from + keys);
-        let mutations = (next..end)
-            .map(|i| {
+    let ids: Vec<u64> = (from..from + keys).collect();
+    for chunk in ids.chunks(90) {
+        let mutations = chunk
+            .iter()
+            .map(|&i| {
                 mutation(
                     &client,
                     i + 1,
@@ -292,11 +265,7 @@ async fn fill(engine: &Engine, space: &str, from: u64, keys: u64) {
                 )
             })
             .collect();
-        let req = push_request(&format!("filler-{space}"), mutations);
-        match engine.push(&who, &req).await {
-            Ok(Reply::Ok(())) => next = end,
-            other => panic!("fill failed: {other:?}"),
-        }
+        push_ok(engine, &who, &client, mutations).await;
     }
 }
 
@@ -323,9 +292,9 @@ async fn pulls(config: &EngineConfig, sizes: &[u64], changes: &[u64]) -> Vec<Pul
         filled = size;
         store.take();
         let start = Instant::now();
-        let (state, sync) = initial_sync(&engine, "big").await;
+        let (view, sync) = initial_sync(&engine, "big").await;
         let latency = start.elapsed();
-        assert_eq!(state.len() as u64, size, "an initial sync missed keys");
+        assert_eq!(view.data.len() as u64, size, "an initial sync missed keys");
         rows.push(PullRow {
             what: format!("initial sync, {size} keys"),
             latency,
@@ -336,11 +305,10 @@ async fn pulls(config: &EngineConfig, sizes: &[u64], changes: &[u64]) -> Vec<Pul
         });
     }
     // Incremental pulls, from a cookie of the smallest space.
-    let (_, sync) = initial_sync(&engine, "small-changes").await;
+    let (view, _) = initial_sync(&engine, "small-changes").await;
     let who = caller("bench", "small-changes");
-    let mut cookie = sync.cookie;
     fill(&engine, "small-changes", 0, sizes[0]).await;
-    cookie = pull(&engine, &who, "reader", cookie).await.cookie;
+    let mut cookie = pull_ok(&engine, &who, "reader", view.cookie).await.cookie;
     let mut written = sizes[0];
     for &k in std::iter::once(&0).chain(changes) {
         // The median of several rounds of k changes and a pull.
@@ -351,10 +319,10 @@ async fn pulls(config: &EngineConfig, sizes: &[u64], changes: &[u64]) -> Vec<Pul
             written += k;
             store.take();
             let start = Instant::now();
-            let r = pull(&engine, &who, "reader", cookie).await;
+            let r = pull_ok(&engine, &who, "reader", cookie).await;
             latencies.push(start.elapsed());
             assert_eq!(r.patch.len() as u64, k, "an incremental pull's patch");
-            bytes = serde_json::to_vec(&r).map(|b| b.len()).unwrap_or(0);
+            bytes = json_bytes(&r);
             requests = store.take();
             cookie = r.cookie;
         }
@@ -394,7 +362,6 @@ async fn floor(samples: usize, batch: u64) -> Floor {
     let space = "floor".to_owned();
     let mut times: [Vec<Duration>; 4] = Default::default();
     for v in 0..samples as u64 {
-        let timed = Instant::now();
         let written: Vec<String> = (0..batch).map(|i| format!("item/{v}/{i}")).collect();
         let mut writes = vec![
             Write::Put {
@@ -455,6 +422,7 @@ async fn floor(samples: usize, batch: u64) -> Floor {
             }),
             expect: Expect::Any,
         }));
+        let timed = Instant::now();
         store.write(writes).await.expect("a floor write");
         times[0].push(timed.elapsed());
     }
@@ -535,13 +503,13 @@ async fn main() {
         run: HotRun,
         ratio: f64,
     }
+    let group_counts = if options.groups.is_empty() {
+        group_counts
+    } else {
+        &options.groups[..]
+    };
     let mut hot = Vec::new();
     for mix in [Mix::WriteOnly, Mix::ReadModifyWrite] {
-        let group_counts = if options.groups.is_empty() {
-            group_counts
-        } else {
-            &options.groups[..]
-        };
         for &groups in group_counts {
             let mut baseline_rate = None;
             for commit in [Commit::PerMutation, Commit::Batched] {
@@ -635,6 +603,7 @@ async fn main() {
         ratio,
     } in hot
     {
+        let p50 = percentile(&run.latencies, 0.5);
         println!(
             "| {} | {groups} | {} | {:.0} | {:.1} | {:.1} | {:.2} | {} | {} | {:.2} | {ratio:.2} |",
             if mix == Mix::WriteOnly {
@@ -648,9 +617,9 @@ async fn main() {
                 "per mutation (baseline)"
             },
             run.per_second(),
-            ms(percentile(&run.latencies, 0.5)),
+            ms(p50),
             ms(percentile(&run.latencies, 0.99)),
-            percentile(&run.latencies, 0.5).as_secs_f64() / push_floor.as_secs_f64(),
+            p50.as_secs_f64() / push_floor.as_secs_f64(),
             run.conflicts,
             run.unavailable,
             run.requests as f64 / run.mutations as f64,

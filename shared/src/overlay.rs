@@ -90,21 +90,18 @@ impl Overlay {
             key: key.to_owned(),
         };
         let got = self.store.get(std::slice::from_ref(&address)).await?;
-        let entity = match got.into_iter().next().flatten() {
-            Some(Record::Entity(e)) => Some(e),
-            _ => None,
-        };
+        let entity = entity_of(got.into_iter().next().flatten());
         self.remember(key, entity.as_ref())?;
         let parsed = parse(entity.as_ref().and_then(|e| e.value.as_deref()));
         self.cache.insert(key.to_owned(), entity);
         Ok(parsed)
     }
 
-    /// Takes `entity` (`None`: absent) as read for `key` ahead of the mutators, with the
-    /// attempt's first read: a `get` of it then records the read as if it had made it, with
-    /// the version read. Like any read, it is condition-checked at commit only if used.
-    pub(crate) fn read_ahead(&mut self, key: String, entity: Option<Entity>) {
-        self.cache.entry(key).or_insert(entity);
+    /// Takes `record` (`None`: absent) as read for entity `key` ahead of the mutators, with
+    /// the attempt's first read: a `get` of it then records the read as if it had made it,
+    /// with the version read. Like any read, it is condition-checked at commit only if used.
+    pub(crate) fn read_ahead(&mut self, key: String, record: Option<Record>) {
+        self.cache.entry(key).or_insert(entity_of(record));
     }
 
     /// Every key read so far in this attempt.
@@ -301,4 +298,12 @@ impl Overlay {
 
 fn parse(text: Option<&str>) -> Option<Value> {
     text.map(|t| serde_json::from_str(t).unwrap_or(Value::Null))
+}
+
+/// The entity a read returned; anything else at an entity's address counts as absent.
+fn entity_of(record: Option<Record>) -> Option<Entity> {
+    match record {
+        Some(Record::Entity(e)) => Some(e),
+        _ => None,
+    }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use replicache_dynamodb::protocol::{
-    Mutation, PatchOp, PullRequest, PullResponse, PushRequest, Reply,
+    Mutation, PatchOp, PullRequest, PullResponse, PushRequest, Reply, SYNC_KEY,
 };
 use replicache_dynamodb::{Caller, Engine, EngineError};
 use serde_json::{json, Value};
@@ -118,6 +118,14 @@ impl View {
             }
         }
         self.cookie = r.cookie.clone();
+    }
+
+    /// Whether the view is in the middle of a paged sync (its last pull marked the sync
+    /// incomplete).
+    pub fn incomplete(&self) -> bool {
+        self.data
+            .get(SYNC_KEY)
+            .is_some_and(|sync| sync["complete"] == false)
     }
 
     /// Pulls and applies.

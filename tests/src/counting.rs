@@ -14,7 +14,6 @@ pub struct CountingStore {
     inner: Arc<dyn Store>,
     calls: AtomicUsize,
     conflicts: AtomicUsize,
-    limits: Option<Limits>,
 }
 
 impl CountingStore {
@@ -24,15 +23,7 @@ impl CountingStore {
             inner,
             calls: AtomicUsize::new(0),
             conflicts: AtomicUsize::new(0),
-            limits: None,
         }
-    }
-
-    /// Reports `limits` instead of the wrapped store's: smaller transactions make the engine
-    /// split a push into more commits.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = Some(limits);
-        self
     }
 
     /// Writes cancelled by a conflict so far; resets the count.
@@ -53,7 +44,7 @@ impl CountingStore {
 #[async_trait]
 impl Store for CountingStore {
     fn limits(&self) -> Limits {
-        self.limits.unwrap_or_else(|| self.inner.limits())
+        self.inner.limits()
     }
 
     async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {

@@ -212,13 +212,6 @@ fn version_of_or_zero(cookie: &Value) -> u64 {
     }
 }
 
-/// Whether the view is in the middle of a paged sync.
-fn incomplete(view: &View) -> bool {
-    view.data
-        .get(SYNC_KEY)
-        .is_some_and(|sync| sync["complete"] == false)
-}
-
 fn version_of(cookie: &Value) -> u64 {
     cookie["version"]
         .as_u64()
@@ -234,7 +227,7 @@ async fn pull_and_check(
     seen: &Mutex<Vec<Observation>>,
     unavailable: &AtomicUsize,
 ) -> Result<(), String> {
-    let last_complete = if incomplete(view) {
+    let last_complete = if view.incomplete() {
         view.last_complete
     } else {
         version_of_or_zero(&view.cookie)
@@ -250,7 +243,7 @@ async fn pull_and_check(
                 return Err("changes under an unchanged cookie (the client ignores them)".into());
             }
             view.apply(&r);
-            let partial = incomplete(view);
+            let partial = view.incomplete();
             if partial {
                 PAGES.fetch_add(1, Ordering::Relaxed);
             }
@@ -290,7 +283,7 @@ async fn finish_sync(
     unavailable: &AtomicUsize,
 ) -> Result<(), String> {
     for _ in 0..10_000 {
-        if !incomplete(view) && !view.cookie.is_null() {
+        if !view.incomplete() && !view.cookie.is_null() {
             return Ok(());
         }
         pull_and_check(engine, plan_space, user, group, view, seen, unavailable).await?;

@@ -42,7 +42,7 @@ on_both_stores! {
         push_ok(&e, &me, "g1", vec![incr(1, "a")]).await;
         count.take();
         let three = vec![incr(2, "a"), incr(3, "b"), incr(4, "c")];
-        push_ok(&e, &me, "g1", three.clone()).await;
+        push_ok(&e, &me, "g1", three).await;
         assert_eq!(count.take(), 5, "a push reading 3 keys: the first read, 3 reads, the commit");
         faulty.conflict_next_write();
         let next = vec![incr(5, "a"), incr(6, "b"), incr(7, "c")];

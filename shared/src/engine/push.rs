@@ -108,7 +108,6 @@ impl Engine {
                 .await
             {
                 Ok(step) => {
-                    read_ahead.clear();
                     outcome.processed += attempt.processed;
                     outcome.commits += attempt.commits;
                     if attempt.commits > 0 {
@@ -252,11 +251,7 @@ impl Engine {
             self.config.commit_log_slots,
         );
         for (key, record) in ahead.into_iter().zip(got) {
-            let entity = match record {
-                Some(Record::Entity(e)) => Some(e),
-                _ => None,
-            };
-            fresh.read_ahead(key, entity);
+            fresh.read_ahead(key, record);
         }
         let overlay = Arc::new(tokio::sync::Mutex::new(fresh));
         let mut applied = 0usize;
@@ -354,8 +349,6 @@ impl Engine {
             |m| m.epoch.clone(),
         );
         let (entity_writes, reads) = overlay.lock().await.take_parts();
-        // Read ahead by the next attempt if this commit conflicts.
-        *read_ahead = reads.keys().cloned().collect();
         let expect_read = |key: &str| match reads.get(key) {
             Some(Some(v)) => Expect::Version(*v),
             Some(None) => Expect::Absent,
@@ -443,7 +436,11 @@ impl Engine {
             expect: Expect::Any,
         });
         let actions = writes.len();
-        self.store.write(writes).await?;
+        if let Err(e) = self.store.write(writes).await {
+            // What the next attempt reads ahead, if this one conflicted.
+            *read_ahead = reads.into_keys().collect();
+            return Err(e.into());
+        }
         info!(
             space,
             version = new_version,
