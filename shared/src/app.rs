@@ -195,6 +195,15 @@ impl App {
         self
     }
 
+    /// Adds a JavaScript app (feature `js`): its mutators run for every name not registered
+    /// in Rust, and its `spacePolicy`, if it exports one, decides access unless a Rust
+    /// [`App::space_policy`] is set. Replaces a JavaScript app added before.
+    #[cfg(feature = "js")]
+    pub fn js(mut self, js: crate::js::JsApp) -> Self {
+        self.mutators.js = Some(js);
+        self
+    }
+
     /// The application's mutators.
     pub fn mutators(&self) -> &Mutators {
         &self.mutators
@@ -202,10 +211,17 @@ impl App {
 
     /// The policy's answer for `request`; a rejection made inside the policy denies.
     pub(crate) async fn access(&self, request: SpaceRequest) -> Result<Access> {
-        let Some(policy) = &self.policy else {
-            return Ok(Access::Allow);
+        let answer = match &self.policy {
+            Some(policy) => policy(request).await,
+            #[cfg(feature = "js")]
+            None => match &self.mutators.js {
+                Some(js) if js.has_space_policy() => js.access(request).await,
+                _ => return Ok(Access::Allow),
+            },
+            #[cfg(not(feature = "js"))]
+            None => return Ok(Access::Allow),
         };
-        match policy(request).await {
+        match answer {
             Err(e) if e.is_rejection() => Ok(Access::Deny(e.to_string())),
             other => other,
         }

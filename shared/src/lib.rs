@@ -89,6 +89,8 @@ mod tx;
 #[cfg(feature = "dev-server")]
 pub mod dev;
 pub mod http_api;
+#[cfg(feature = "js")]
+pub mod js;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod protocol;

@@ -48,6 +48,9 @@ type BoxedMutator =
 #[derive(Clone, Default)]
 pub struct Mutators {
     by_name: HashMap<String, BoxedMutator>,
+    /// The JavaScript app's mutators, for the names not registered here.
+    #[cfg(feature = "js")]
+    pub(crate) js: Option<crate::js::JsApp>,
 }
 
 impl Mutators {
@@ -81,12 +84,17 @@ impl Mutators {
         self.by_name.contains_key(name)
     }
 
-    /// Runs the mutator `name`; an unknown name is a rejection.
+    /// Runs the mutator `name`: the one registered here, else the JavaScript app's; an
+    /// unknown name is a rejection.
     pub(crate) async fn run(&self, name: &str, tx: Tx, args: Value) -> Result<()> {
-        match self.by_name.get(name) {
-            Some(m) => m(tx, args).await,
-            None => Err(reject(format!("unknown mutator {name:?}"))),
+        if let Some(m) = self.by_name.get(name) {
+            return m(tx, args).await;
         }
+        #[cfg(feature = "js")]
+        if let Some(js) = &self.js {
+            return js.mutate(name, tx, args).await;
+        }
+        Err(reject(format!("unknown mutator {name:?}")))
     }
 }
 
