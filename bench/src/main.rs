@@ -22,7 +22,9 @@ use clap::Parser;
 use integration_tests::client::{caller, mutation, pull_ok, push_ok, push_request, View};
 use integration_tests::counting::CountingStore;
 use integration_tests::dynamodb_local;
+use replicache_dynamodb::js::JsApp;
 use replicache_dynamodb::protocol::{PullResponse, Reply, SYNC_KEY};
+use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{
     Address, Client, CommitLog, Entity, Expect, Record, SpaceMeta, Store, Write, Written,
 };
@@ -50,8 +52,18 @@ struct Options {
     retry_max_delay_ms: Option<u64>,
 }
 
-/// The benchmark's application: a write-only and a read-modify-write mutator.
+/// The same two mutators in JavaScript, as a client would write them.
+const BENCH_JS: &str = r#"
+export const mutators = {
+  async putJs(tx, { key, value }) { await tx.set(key, value); },
+  async incrementJs(tx, { key }) { await tx.set(key, ((await tx.get(key)) ?? 0) + 1); },
+};
+"#;
+
+/// The benchmark's application: a write-only and a read-modify-write mutator, in Rust (`put`,
+/// `increment`) and in JavaScript (`putJs`, `incrementJs`).
 fn app() -> App {
+    let js = JsApp::from_source("bench.js", BENCH_JS).expect("the bench's JavaScript loads");
     App::new(
         Mutators::new()
             .register("put", |tx: Tx, args: Value| async move {
@@ -64,6 +76,47 @@ fn app() -> App {
                 tx.set(&key, &(n + 1)).await
             }),
     )
+    .js(js)
+}
+
+/// Which language the mutators of a run are written in.
+#[derive(Clone, Copy, PartialEq)]
+enum Lang {
+    Rust,
+    Js,
+}
+
+impl Lang {
+    fn name(self, mix: Mix) -> &'static str {
+        match (mix, self) {
+            (Mix::WriteOnly, Lang::Rust) => "put",
+            (Mix::WriteOnly, Lang::Js) => "putJs",
+            (Mix::ReadModifyWrite, Lang::Rust) => "increment",
+            (Mix::ReadModifyWrite, Lang::Js) => "incrementJs",
+        }
+    }
+}
+
+/// The engine's own time per mutation on the in-memory store (no DynamoDB latency), Rust
+/// against JavaScript: `pushes` pushes of `batch` mutations from one client, one at a time.
+async fn per_mutation_cost(mix: Mix, lang: Lang, pushes: u64, batch: u64) -> Duration {
+    let engine = Engine::new(Arc::new(MemoryStore::new()), app(), EngineConfig::default());
+    let who = caller("bench", "cost");
+    let start = Instant::now();
+    for p in 0..pushes {
+        let mutations = (1..=batch)
+            .map(|i| {
+                let id = p * batch + i;
+                let key = match mix {
+                    Mix::WriteOnly => format!("item/{id}"),
+                    Mix::ReadModifyWrite => format!("counter/{}", id % COUNTERS),
+                };
+                mutation("c", id, lang.name(mix), json!({"key": key, "value": VALUE}))
+            })
+            .collect();
+        push_ok(&engine, &who, "g", mutations).await;
+    }
+    start.elapsed() / (pushes * batch) as u32
 }
 
 /// The shared counters the read-modify-write mix increments.
@@ -123,6 +176,7 @@ async fn hot_space(
     config: &EngineConfig,
     mix: Mix,
     commit: Commit,
+    lang: Lang,
     groups: u64,
     pushes: u64,
     batch: u64,
@@ -149,13 +203,13 @@ async fn hot_space(
                                 Mix::WriteOnly => mutation(
                                     &client,
                                     id,
-                                    "put",
+                                    lang.name(mix),
                                     json!({"key": format!("item/{g}/{id}"), "value": VALUE}),
                                 ),
                                 Mix::ReadModifyWrite => mutation(
                                     &client,
                                     id,
-                                    "increment",
+                                    lang.name(mix),
                                     json!({"key": format!("counter/{}", rng.u64(..COUNTERS))}),
                                 ),
                             }
@@ -500,6 +554,7 @@ async fn main() {
         mix: Mix,
         groups: u64,
         commit: Commit,
+        lang: Lang,
         run: HotRun,
         ratio: f64,
     }
@@ -512,24 +567,38 @@ async fn main() {
     for mix in [Mix::WriteOnly, Mix::ReadModifyWrite] {
         for &groups in group_counts {
             let mut baseline_rate = None;
-            for commit in [Commit::PerMutation, Commit::Batched] {
+            for (commit, lang) in [
+                (Commit::PerMutation, Lang::Rust),
+                (Commit::Batched, Lang::Rust),
+                (Commit::Batched, Lang::Js),
+            ] {
                 let pushes = if groups >= 32 { pushes / 2 } else { pushes }.max(1);
                 eprintln!(
                     "hot space: {groups} groups, {} mutations",
                     groups * pushes * batch
                 );
-                let run = hot_space(&config, mix, commit, groups, pushes, batch).await;
+                let run = hot_space(&config, mix, commit, lang, groups, pushes, batch).await;
                 let base = *baseline_rate.get_or_insert(run.per_second());
                 let ratio = run.per_second() / base;
                 hot.push(HotRow {
                     mix,
                     groups,
                     commit,
+                    lang,
                     run,
                     ratio,
                 });
             }
         }
+    }
+
+    eprintln!("JavaScript against Rust, per mutation");
+    let cost_pushes = if options.quick { 20 } else { 300 };
+    let mut costs = Vec::new();
+    for mix in [Mix::WriteOnly, Mix::ReadModifyWrite] {
+        let rust = per_mutation_cost(mix, Lang::Rust, cost_pushes, batch).await;
+        let js = per_mutation_cost(mix, Lang::Js, cost_pushes, batch).await;
+        costs.push((mix, rust, js));
     }
 
     eprintln!("pulls");
@@ -599,6 +668,7 @@ async fn main() {
         mix,
         groups,
         commit,
+        lang,
         run,
         ratio,
     } in hot
@@ -611,10 +681,10 @@ async fn main() {
             } else {
                 "read-modify-write"
             },
-            if commit == Commit::Batched {
-                "per push (this engine)"
-            } else {
-                "per mutation (baseline)"
+            match (commit, lang) {
+                (Commit::Batched, Lang::Rust) => "per push (this engine)",
+                (Commit::Batched, Lang::Js) => "per push (this engine), JavaScript mutators",
+                (Commit::PerMutation, _) => "per mutation (baseline)",
             },
             run.per_second(),
             ms(p50),
@@ -623,6 +693,24 @@ async fn main() {
             run.conflicts,
             run.unavailable,
             run.requests as f64 / run.mutations as f64,
+        );
+    }
+
+    println!("\n### JavaScript mutators against the same in Rust (in-memory store, {} mutations of {batch} a push)\n", cost_pushes * batch);
+    println!("| mix | Rust µs/mutation | JavaScript µs/mutation | JavaScript's overhead µs |");
+    println!("|---|---:|---:|---:|");
+    for (mix, rust, js) in costs {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} |",
+            if mix == Mix::WriteOnly {
+                "write-only"
+            } else {
+                "read-modify-write"
+            },
+            us(rust),
+            us(js),
+            us(js) - us(rust),
         );
     }
 

@@ -1,5 +1,6 @@
 //! Settings read from the environment, once per process.
 
+use crate::app::App;
 use crate::auth::AuthMode;
 use crate::engine::EngineConfig;
 
@@ -22,6 +23,9 @@ pub struct Settings {
     /// `DYNAMODB_WARM_UP`: whether a Lambda function opens its DynamoDB connection during
     /// init (`true`, the default) or on its first request (`false`).
     pub warm_up: bool,
+    /// `APP_BUNDLE`: the file of a JavaScript app (an ES module) whose mutators and space
+    /// policy join the app's (feature `js`); unset or empty: none.
+    pub app_bundle: Option<String>,
 }
 
 /// A setting with a value that cannot be used.
@@ -77,6 +81,28 @@ impl Settings {
         })
     }
 
+    /// `app`, with the JavaScript app `APP_BUNDLE` names if it is set. A bundle that cannot
+    /// be read, does not compile or exports no mutators is an error naming its file and line.
+    pub fn app(&self, app: App) -> Result<App, ConfigError> {
+        let Some(path) = &self.app_bundle else {
+            return Ok(app);
+        };
+        #[cfg(feature = "js")]
+        {
+            let js = crate::js::JsApp::load(path)
+                .map_err(|e| ConfigError::new("APP_BUNDLE", e.to_string()))?;
+            Ok(app.js(js))
+        }
+        #[cfg(not(feature = "js"))]
+        {
+            let _ = app;
+            Err(ConfigError::new(
+                "APP_BUNDLE",
+                format!("{path:?}: this build has no JavaScript engine (the feature js is off)"),
+            ))
+        }
+    }
+
     /// Reads the settings, with `default_auth` where `AUTH_MODE` is unset.
     pub fn from_env(default_auth: AuthMode) -> Result<Settings, ConfigError> {
         Self::from_lookup(default_auth, |name| std::env::var(name).ok())
@@ -124,6 +150,7 @@ impl Settings {
             schema_version: non_empty("SCHEMA_VERSION"),
             max_body_bytes: bytes("MAX_BODY_BYTES")?.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             pull_budget_bytes: bytes("PULL_BUDGET_BYTES")?,
+            app_bundle: non_empty("APP_BUNDLE"),
         })
     }
 }
@@ -237,5 +264,38 @@ mod tests {
             error(&[("PULL_BUDGET_BYTES", "lots")]),
             r#"PULL_BUDGET_BYTES: "lots" is not a positive number of bytes"#
         );
+    }
+
+    #[cfg(feature = "js")]
+    #[test]
+    fn a_bad_app_bundle_is_named_with_its_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("app-bundle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.js");
+        std::fs::write(
+            &bad,
+            "export const mutators = {\n  async a(tx) { tx.set('k' 'v'); },\n};\n",
+        )
+        .unwrap();
+        let good = dir.join("good.js");
+        std::fs::write(&good, "export const mutators = { async a(tx) {} };\n").unwrap();
+        let app = || App::new(crate::Mutators::new());
+        let load = |path: &std::path::Path| {
+            settings(&[("APP_BUNDLE", path.to_str().unwrap())])
+                .unwrap()
+                .app(app())
+        };
+        let e = load(&bad).unwrap_err();
+        assert_eq!(e.name(), "APP_BUNDLE");
+        let line = format!("APP_BUNDLE: {}:2: SyntaxError", bad.display());
+        assert!(e.to_string().starts_with(&line), "{e}");
+        assert!(load(&good).is_ok());
+        let missing = load(&dir.join("missing.js")).unwrap_err().to_string();
+        assert!(missing.contains("missing.js: cannot read it"), "{missing}");
+        assert!(
+            settings(&[]).unwrap().app(app()).is_ok(),
+            "unset: the app as it is"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -38,7 +38,7 @@ use crate::store::dynamo::DynamoStore;
 /// The store, the SDK client and the settings are made once per execution environment, from
 /// the environment: `TABLE_NAME` (required), `AUTH_MODE` (`jwt` by default: the user is the
 /// `sub` claim API Gateway's JWT authorizer verified), `SCHEMA_VERSION`, `MAX_BODY_BYTES`,
-/// and the AWS SDK's own variables. A missing or bad setting is logged (naming the variable)
+/// `APP_BUNDLE` (a JavaScript app to add to `app`), and the AWS SDK's own variables. A missing or bad setting is logged (naming the variable)
 /// and fails the function's init: the process exits with an error before it takes a request.
 pub async fn serve(op: Operation, app: App) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
@@ -86,6 +86,7 @@ pub fn install_metrics(op: Operation) -> Option<&'static metrics_cloudwatch_embe
 async fn api_from_env(op: Operation, app: App) -> Result<Api, ConfigError> {
     let settings = Settings::from_env(AuthMode::Jwt)?;
     let table = settings.required_table_name()?;
+    let app = settings.app(app)?;
     // One SDK configuration (credentials, region, HTTP client) for every client.
     let shared = crate::store::dynamo::load_sdk_config().await;
     let store = DynamoStore::from_shared_config(&shared, table)

@@ -1,6 +1,7 @@
-//! The application the tests run: the chat mutators plus generic ones that exercise reads
-//! (read-modify-write, scans) and raw keys and values.
+//! The application the tests run: the chat mutators (the client's own JavaScript) plus generic
+//! Rust ones that exercise reads (read-modify-write, scans) and raw keys and values.
 
+use replicache_dynamodb::js::JsApp;
 use replicache_dynamodb::{reject, App, Mutators, Result, Scan, Tx};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -99,11 +100,9 @@ pub async fn fail(tx: Tx, _: Value) -> Result<()> {
     Err(reject("rejected by a business rule"))
 }
 
-/// The chat mutators and the generic ones above.
+/// The generic mutators above (the chat's are JavaScript: [`app`] adds them).
 pub fn mutators() -> Mutators {
     Mutators::new()
-        .register("createMessage", chat::create_message)
-        .register("deleteMessage", chat::delete_message)
         .register("put", put)
         .register("del", del)
         .register("incr", incr)
@@ -116,7 +115,14 @@ pub fn mutators() -> Mutators {
 
 /// The test application: [`mutators`], open to everyone.
 pub fn app() -> App {
-    App::new(mutators())
+    App::new(mutators()).js(js())
+}
+
+/// The chat's JavaScript mutators, with `incrJs` and `countJs`: `incr` and `count` in
+/// JavaScript (`rmw.js`).
+pub fn js() -> JsApp {
+    let source = format!("{}\n{}", chat::MUTATORS_JS, include_str!("rmw.js"));
+    JsApp::from_source("chat-and-rmw.js", &source).expect("the test mutators load")
 }
 
 /// Arguments of `scanPage`.

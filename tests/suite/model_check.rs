@@ -106,11 +106,15 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                         json!({"keys": [hot, format!("ctr/{}", rng.usize(0..2))]}),
                     ),
                     2 => ("del", json!({"key": hot})),
+                    // The same read-modify-write and scan in Rust or in JavaScript.
                     3..=5 => (
-                        "incr",
+                        if rng.bool() { "incr" } else { "incrJs" },
                         json!({"key": format!("ctr/{}", rng.usize(0..2)), "by": rng.i64(1..5)}),
                     ),
-                    6 | 12 => ("count", json!({"prefix": "hot/", "into": "stats/hot"})),
+                    6 | 12 => (
+                        if rng.bool() { "count" } else { "countJs" },
+                        json!({"prefix": "hot/", "into": "stats/hot"}),
+                    ),
                     7 => (
                         "createMessage",
                         json!({"id": format!("m{}", rng.usize(0..3)), "from": "J", "content": "hi", "order": rng.u32(0..9)}),
@@ -150,12 +154,12 @@ fn apply_reference(data: &mut BTreeMap<String, Value>, m: &Mutation) {
         "del" => {
             data.remove(&s("key"));
         }
-        "incr" => {
+        "incr" | "incrJs" => {
             let key = s("key");
             let current = data.get(&key).and_then(Value::as_i64).unwrap_or(0);
             data.insert(key, json!(current + a["by"].as_i64().unwrap_or(0)));
         }
-        "count" => {
+        "count" | "countJs" => {
             let prefix = s("prefix");
             let n = data.keys().filter(|k| k.starts_with(&prefix)).count();
             data.insert(s("into"), json!(n));
