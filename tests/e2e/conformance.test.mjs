@@ -55,8 +55,9 @@ async function post(server, route, space, user, body) {
     headers: { 'content-type': 'application/json', authorization: user },
     body: JSON.stringify(body),
   });
-  assert.equal(res.status, 200, `${route}: ${await res.text()}`);
-  return res.json();
+  const text = await res.text();
+  assert.equal(res.status, 200, `${route}: ${text}`);
+  return JSON.parse(text);
 }
 
 /** The space as the server has it: a pull from scratch by a client group of its own. */
