@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), replicache_dynamodb::dev::Error> {
-    replicache_dynamodb::dev::run(chat::app()).await
+    replicache_dynamodb::dev::run(chat::app()?).await
 }

@@ -3,22 +3,28 @@
 //! the server runs the client's own `web/src/mutators.js`, compiled into this crate.
 //!
 //! Any signed-in user may read and write any space (no space policy).
+//!
+//! Built with `APP_BUNDLE=path/to/app.js` (relative to this crate, or absolute), the crate
+//! compiles that bundle in instead: the functions and the dev server then run a JavaScript
+//! developer's own app, without a line of Rust.
 
-use replicache_dynamodb::js::JsApp;
+use replicache_dynamodb::js::{JsApp, JsError};
 use replicache_dynamodb::{App, Mutators};
 
-/// The client's mutators module, `web/src/mutators.js`.
-pub const MUTATORS_JS: &str = include_str!("../../../web/src/mutators.js");
+/// The JavaScript app compiled in: `web/src/mutators.js`, or the `APP_BUNDLE` of the build.
+pub const MUTATORS_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/app.js"));
+/// The file [`MUTATORS_JS`] was read from, for messages.
+const MUTATORS_FILE: &str = env!("APP_BUNDLE_NAME");
 
-/// The chat's mutators as a JavaScript app.
-pub fn js() -> JsApp {
-    JsApp::from_source("web/src/mutators.js", MUTATORS_JS)
-        .expect("web/src/mutators.js loads (the crate's tests load it)")
+/// The compiled-in mutators as a JavaScript app; an error names the file and line of a
+/// bundle that does not load.
+pub fn js() -> Result<JsApp, JsError> {
+    JsApp::from_source(MUTATORS_FILE, MUTATORS_JS)
 }
 
-/// The chat application.
-pub fn app() -> App {
-    App::new(Mutators::new()).js(js())
+/// The chat application (or the app of the build's `APP_BUNDLE`).
+pub fn app() -> Result<App, JsError> {
+    Ok(App::new(Mutators::new()).js(js()?))
 }
 
 #[cfg(test)]
@@ -29,7 +35,7 @@ mod tests {
 
     #[tokio::test]
     async fn messages_are_created_deleted_and_validated() {
-        let server = TestServer::new(app());
+        let server = TestServer::new(app().expect("the chat's mutators load"));
         let jane = server.client("jane", "room");
         let create = |id: &str, order: Value| json!({"id": id, "from": "Jane", "content": "hi", "order": order});
         assert_eq!(

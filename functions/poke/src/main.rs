@@ -6,5 +6,5 @@ use replicache_dynamodb::{lambda, Operation};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda::serve(Operation::Poke, chat::app()).await
+    lambda::serve(Operation::Poke, chat::app()?).await
 }

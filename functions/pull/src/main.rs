@@ -4,5 +4,5 @@ use replicache_dynamodb::{lambda, Operation};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda::serve(Operation::Pull, chat::app()).await
+    lambda::serve(Operation::Pull, chat::app()?).await
 }

@@ -79,7 +79,7 @@ impl Default for JsLimits {
 }
 
 /// Why a JavaScript app could not be loaded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsError {
     /// The file could not be read.
     #[error("{file}: cannot read it: {message}")]
@@ -105,6 +105,13 @@ pub enum JsError {
         /// The file.
         file: String,
     },
+}
+
+// A `main` returning this error prints it with `Debug`: the same line as `Display`.
+impl fmt::Debug for JsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// A JavaScript app: its mutators and optional space policy, ready to run. Cheap to clone.
