@@ -84,7 +84,7 @@ describe('the same JavaScript mutators on the client and on the server', () => {
     for (let seed = 1; seed <= SEQUENCES; seed++) {
       const r = random(seed);
       const user = r.pick(USERS);
-      const space = `conformance-${seed}-${randomUUID()}`;
+      const space = `list-conformance-${seed}-${randomUUID()}`;
       // No pushURL: the client never pushes by itself, so its view stays optimistic.
       const rep = new Replicache({ name: `c-${randomUUID()}`, kvStore: 'mem', logLevel: 'error', pullInterval: null, mutators: mutators(user) });
       const clientGroupID = await rep.clientGroupID;

@@ -1,5 +1,7 @@
 // The todo example application (apps/todo) with the real replicache 15.3.0 client in Node,
-// through its own dev server (`todo-dev`), on the in-memory store and on DynamoDB Local:
+// through its own dev server (`todo-dev`, its Rust mutators) and through the dev server
+// running the client's own mutators file as its JavaScript app (APP_BUNDLE), on the in-memory
+// store and on DynamoDB Local:
 // private lists stay private (403), shared lists admit their members, rejected mutations
 // vanish without blocking later ones. Clients pull on pokes only.
 
@@ -7,7 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { TIMEOUT_MS, client } from './clients.mjs';
-import { startDynamoDbLocal, startServer } from './support.mjs';
+import path from 'node:path';
+import { root, startDynamoDbLocal, startServer } from './support.mjs';
 import { mutators } from '../../apps/todo/client/mutators.js';
 
 // Every HTTP status the clients in this process were answered with, by URL, so that a test
@@ -78,8 +81,14 @@ async function raw(base, op, space, user, body) {
 
 const pullBody = { pullVersion: 1, schemaVersion: '', profileID: 'p', clientGroupID: randomUUID(), cookie: null };
 
-for (const store of ['memory', 'dynamodb']) {
-  describe(`todo example, real replicache client, ${store} store`, () => {
+// The server's mutators and policy: the Rust app, or the client's module run as JavaScript.
+const servers = {
+  rust: { bin: 'todo-dev' },
+  javascript: { bin: 'dev-server', env: { APP_BUNDLE: path.join(root, 'apps/todo/client/mutators.js') } },
+};
+
+for (const [mode, store] of [['rust', 'memory'], ['rust', 'dynamodb'], ['javascript', 'memory'], ['javascript', 'dynamodb']]) {
+  describe(`todo example, ${mode} mutators, real replicache client, ${store} store`, () => {
     let dynamodb;
     let server;
     const opened = [];
@@ -91,7 +100,7 @@ for (const store of ['memory', 'dynamodb']) {
 
     before(async () => {
       if (store === 'dynamodb') dynamodb = await startDynamoDbLocal();
-      server = await startServer({ bin: 'todo-dev', dynamodbEndpoint: dynamodb?.endpoint });
+      server = await startServer({ ...servers[mode], dynamodbEndpoint: dynamodb?.endpoint });
     });
 
     after(async () => {

@@ -61,3 +61,23 @@ export function mutators(user) {
     },
   };
 }
+
+/**
+ * Who may use which list: `private-<user>` is that user's alone; `list-<id>` admits the
+ * members its `members` record names, and anyone while it is unclaimed (the first
+ * `createList` claims it). The server runs it when this file is the app's JavaScript bundle
+ * (`APP_BUNDLE`); the client ignores it. The Rust todo app has the same rules
+ * (`apps/todo/src/lib.rs`).
+ */
+export async function spacePolicy({ user, space, get }) {
+  if (space.startsWith('private-')) {
+    if (space.slice('private-'.length) !== user) throw new Error("this is another user's private list");
+    return true;
+  }
+  if (space.startsWith('list-')) {
+    const members = await get('members');
+    if (members && !members.members.includes(user)) throw new Error('not a member of this list');
+    return true;
+  }
+  throw new Error('spaces are private-<user> or list-<id>');
+}
