@@ -4,7 +4,7 @@
 //!
 //! Any signed-in user may read and write any space (no space policy).
 //!
-//! Built with `APP_BUNDLE=path/to/app.js` (relative to this crate, or absolute), the crate
+//! Built with `APP_BUNDLE=path/to/app.js` (relative to the repository root, or absolute), the crate
 //! compiles that bundle in instead: the functions and the dev server then run a JavaScript
 //! developer's own app, without a line of Rust.
 
