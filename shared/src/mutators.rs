@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{reject, Result};
@@ -19,7 +20,9 @@ type BoxedMutator =
 ///
 /// A mutator is any `async fn(Tx, Args) -> Result<()>` (or a closure returning such a
 /// future), where `Args` is deserialized from the mutation's arguments. Arguments that do not
-/// deserialize, and names nobody registered, reject the mutation.
+/// deserialize, and names nobody registered, reject the mutation. A mutator the client calls
+/// without arguments gets `null`, which `()`, `Option<T>`, a unit struct and a struct without
+/// required fields all accept.
 ///
 /// ```
 /// use replicache_dynamodb::{reject, Mutators, Result, Tx};
@@ -70,7 +73,15 @@ impl Mutators {
         let boxed: BoxedMutator = Arc::new(move |tx, args| {
             let mutator = mutator.clone();
             Box::pin(async move {
-                let args = serde_json::from_value(args)
+                // The client sends `null` for a mutator called without arguments: a type
+                // that takes no fields (`struct Clear {}`) accepts it as `{}`.
+                let args = Args::deserialize(&args)
+                    .or_else(|e| match args {
+                        Value::Null => {
+                            Args::deserialize(&Value::Object(Default::default())).map_err(|_| e)
+                        }
+                        _ => Err(e),
+                    })
                     .map_err(|e| reject(format!("invalid arguments: {e}")))?;
                 mutator(tx, args).await
             })

@@ -194,3 +194,56 @@ fn the_library_depends_on_neither_example_app() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_mutator_called_without_arguments_gets_them_in_any_type_that_takes_none() {
+    #[derive(serde::Deserialize)]
+    struct Empty {}
+    #[derive(serde::Deserialize)]
+    struct Unit;
+    #[derive(serde::Deserialize)]
+    struct Optional {
+        #[serde(default)]
+        note: Option<String>,
+    }
+    let mutators = Mutators::new()
+        .register("empty", |tx: Tx, Empty {}| async move {
+            tx.set("empty", &true).await
+        })
+        .register(
+            "unit",
+            |tx: Tx, Unit| async move { tx.set("unit", &true).await },
+        )
+        .register("nothing", |tx: Tx, (): ()| async move {
+            tx.set("nothing", &true).await
+        })
+        .register("option", |tx: Tx, o: Option<u32>| async move {
+            tx.set("option", &o).await
+        })
+        .register("optional", |tx: Tx, o: Optional| async move {
+            tx.set("optional", &o.note).await
+        })
+        .register("needs", |tx: Tx, id: String| async move {
+            tx.set("needs", &id).await
+        });
+    let server = replicache_dynamodb::testing::TestServer::new(App::new(mutators));
+    let me = server.client("alice", "room");
+    use replicache_dynamodb::testing::Mutated;
+    for name in ["empty", "unit", "nothing", "option", "optional"] {
+        assert_eq!(
+            me.mutate(name, Value::Null).await.unwrap(),
+            Mutated::Applied,
+            "{name}"
+        );
+    }
+    assert_eq!(server.get::<bool>("room", "empty").await, Some(true));
+    assert_eq!(
+        server.get::<Value>("room", "optional").await,
+        Some(Value::Null)
+    );
+    let needs = me.mutate("needs", Value::Null).await.unwrap();
+    assert!(
+        matches!(needs, Mutated::Rejected(ref r) if r.starts_with("invalid arguments")),
+        "{needs:?}"
+    );
+}
