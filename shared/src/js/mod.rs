@@ -24,11 +24,11 @@
 //! `put`), `del` (resolving to whether the key existed), `isEmpty`, `scan({prefix, start,
 //! limit})` with `values()`, `keys()`, `entries()`, `toArray()` and async iteration, and
 //! `clientID`, `mutationID`, `reason` (`"authoritative"`) and `location` (`"server"`). Each
-//! call is performed by the engine exactly as for a Rust mutator's [`Tx`](crate::Tx), so every
+//! call is performed by the engine exactly as for a Rust mutator's [`Tx`], so every
 //! key read becomes a condition of the commit.
 //!
 //! - A mutator that throws, or whose promise rejects, is rejected like a Rust mutator that
-//!   returns [`reject`](crate::reject): skipped for good, its writes dropped, the reason logged.
+//!   returns [`reject`]: skipped for good, its writes dropped, the reason logged.
 //!   The engine's own outcomes (a read to retry, a store failure) never reach JavaScript, so no
 //!   `catch` can swallow them.
 //! - Each call has a CPU-time budget and its engine a memory limit ([`JsLimits`]); a mutator
