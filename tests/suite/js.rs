@@ -52,6 +52,7 @@ export const mutators = {
   spin() { for (;;) {} },
   async spinLater(tx) { await tx.get('x'); for (;;) {} },
   async bomb() { const a = []; for (;;) a.push('x'.repeat(1 << 20) + a.length); },
+  async hoard() { globalThis.hoard = []; for (;;) globalThis.hoard.push('x'.repeat(1 << 20) + globalThis.hoard.length); },
   async huge() { return 'x'.repeat(8 << 20); },
   async destructure(tx, { id }) { await tx.set('id', id); },
   async catchAll(tx) {
@@ -161,6 +162,7 @@ async fn what_a_mutator_throws_rejects_it_and_the_next_one_runs() {
         ("spin", json!({}), "used up its CPU time (50 ms)"),
         ("spinLater", json!({}), "used up its CPU time (50 ms)"),
         ("bomb", json!({}), "out of memory"),
+        ("hoard", json!({}), "out of memory"),
         ("forgetful", json!({}), "never settles"),
         ("notJson", json!({}), "is not JSON"),
     ];

@@ -390,7 +390,12 @@ async fn drive(
             Step::Finished {
                 ok: true, value, ..
             } => return Ok(Outcome::Returned(value)),
-            Step::Finished { reason, .. } => return Ok(Outcome::Threw(reason)),
+            Step::Finished { reason, .. } => {
+                // Memory the mutator ran out of may still be held (by globals it filled): the
+                // next call gets a fresh engine.
+                budget.spoiled |= reason.contains("out of memory");
+                return Ok(Outcome::Threw(reason));
+            }
             Step::Stuck { .. } => {
                 return Ok(Outcome::Threw(
                     "its promise never settles (it awaits something that is not a tx call)".into(),
