@@ -1,4 +1,4 @@
-// Builds the demo client: bundles src/main.js (with replicache) into dist/app.js and copies
+// Builds the demo client: bundles src/main.js (with replicache and replicache-dynamodb-client) into dist/app.js and copies
 // the page and its stylesheet next to it. Usage: npm run build
 import { build } from 'esbuild';
 import { copyFile, mkdir, rm } from 'node:fs/promises';

@@ -1,8 +1,9 @@
 // A space too big for one pull response, synced from scratch by a real replicache client:
 // through the dev server (in-memory store) and through the push and pull functions (under
 // the Lambda Runtime API emulator, behind the API Gateway stand-in) on DynamoDB Local. Every
-// response stays under the pull budget, the client pulls page after page (web/src/sync.js),
-// and its final view equals what was written. Prints pages, time and response sizes.
+// response stays under the pull budget, the client pulls page after page (completeSyncs, of
+// the client package), and its final view equals what was written. Prints pages, time and
+// response sizes.
 //
 // The default run is small (BIG_SPACE_MESSAGES=2000 messages of 2 KB, PULL_BUDGET_BYTES=1 MiB);
 // the full size: BIG_SPACE_MESSAGES=30000 PULL_BUDGET_BYTES=4194304 node --test tests/e2e/big-space.test.mjs
@@ -16,7 +17,7 @@ import { mutators } from './clients.mjs';
 import { startFunction } from './lambda-runtime.mjs';
 import { startApiGateway } from './apigw-standin.mjs';
 import { createTable, startDynamoDbLocal, startServer } from './support.mjs';
-import { completeSyncs, syncComplete, SYNC_KEY } from '../../web/src/sync.js';
+import { completeSyncs, syncComplete, SYNC_KEY } from 'replicache-dynamodb-client';
 
 const MESSAGES = Number(process.env.BIG_SPACE_MESSAGES || 2000);
 const BUDGET = Number(process.env.PULL_BUDGET_BYTES || 1024 * 1024);

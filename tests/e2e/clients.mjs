@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { Replicache } from 'replicache';
 import WebSocket from 'ws';
-import { endpoints, listenForPokes } from '../../web/src/pokes.js';
+import { connect, replicacheOptions } from 'replicache-dynamodb-client';
 
 /** Longest wait for a client to see something (a safety net, not a synchronization). */
 export const TIMEOUT_MS = 15_000;
@@ -20,33 +20,27 @@ export const mutators = {
 };
 
 /**
- * A client like the demo's: its own client group, pulling when poked, through the demo's own
- * poke code (web/src/pokes.js). `base` is the dev server's URL, or `{api, ws}`: the HTTP API's
- * base URL and the poke WebSocket's URL of a deployed shape.
+ * A client like the demo's: its own client group, kept up to date by the client package's
+ * `connect` (pokes, reconnects, paged syncs), as the demo is. `base` is the dev server's URL,
+ * or `{api, ws}`: the HTTP API's base URL and the poke WebSocket's URL of a deployed shape.
  */
 export function client(base, space, user, extra = {}) {
-  const api = typeof base === 'string' ? base.replace(/\/$/, '') : base.api;
-  const ws = typeof base === 'string' ? `${api.replace('http', 'ws')}/api/replicache/poke` : base.ws;
-  const urls = endpoints(space, { api, ws });
+  const server = typeof base === 'string'
+    ? { spaceID: space, auth: user, api: base }
+    : { spaceID: space, auth: user, api: base.api, ws: base.ws };
   const rep = new Replicache({
     name: `test-${randomUUID()}`,
     kvStore: 'mem',
     pullInterval: null,
     pushDelay: 0,
     logLevel: 'error',
-    auth: user,
-    pushURL: urls.pushURL,
-    pullURL: urls.pullURL,
+    ...replicacheOptions(server),
     mutators,
     ...extra,
   });
   let opened;
   const connected = new Promise((resolve) => { opened = resolve; });
-  const stop = listenForPokes({ spaceID: space, ...urls, auth: user }, {
-    onPoke: () => rep.pull().catch(() => {}),
-    onState: (open) => open && opened(true),
-    WebSocket,
-  });
+  const stop = connect(rep, server, { onState: (open) => open && opened(true), WebSocket });
   return {
     rep,
     connected,

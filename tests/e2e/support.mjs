@@ -96,12 +96,13 @@ export async function startDynamoDbLocal() {
 /**
  * Starts a dev server (the debug build `scripts/test` makes: the chat's `dev-server`, or
  * `bin`, e.g. `todo-dev`) on a free port, with the in-memory store or, given
- * `dynamodbEndpoint`, a fresh table in DynamoDB Local.
+ * `dynamodbEndpoint`, a fresh table in DynamoDB Local. It serves `webDir` (default the
+ * demo's build, web/dist) at /.
  */
-export async function startServer({ bin: name = 'dev-server', dynamodbEndpoint, table, port = 0, args: extraArgs = [], env: extraEnv = {} } = {}) {
+export async function startServer({ bin: name = 'dev-server', dynamodbEndpoint, table, port = 0, args: extraArgs = [], env: extraEnv = {}, webDir = path.join(root, 'web/dist') } = {}) {
   const bin = (name === 'dev-server' && process.env.DEV_SERVER_BIN) || path.join(root, 'target/debug', name);
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ...extraEnv };
-  const args = ['--port', String(port), '--web-dir', path.join(root, 'web/dist')];
+  const args = ['--port', String(port), '--web-dir', webDir];
   if (dynamodbEndpoint) {
     Object.assign(env, {
       TABLE_NAME: table || `e2e-${Math.random().toString(16).slice(2)}`,
@@ -118,6 +119,27 @@ export async function startServer({ bin: name = 'dev-server', dynamodbEndpoint, 
   const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const [, url, actualPort] = await firstLine(child, child.stdout, /(http:\/\/127\.0\.0\.1:(\d+)\/)/, 'dev server');
   return { url, port: Number(actualPort), table: env.TABLE_NAME, process: child, stop: stopper(child) };
+}
+
+/**
+ * Launches headless Chromium through playwright-core: `CHROMIUM_PATH`, default Debian's
+ * /usr/bin/chromium.
+ */
+export async function launchChromium() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
 }
 
 /** Relays `client` to `targetPort` on 127.0.0.1, both sockets tracked in `sockets`. */

@@ -3,8 +3,7 @@
 // &api=<ApiUrl output>&ws=<PokeURL output>.
 import { Replicache } from 'replicache';
 import { MESSAGE_PREFIX, mutators } from './mutators.js';
-import { endpoints, listenForPokes } from './pokes.js';
-import { completeSyncs } from './sync.js';
+import { connect, replicacheOptions } from 'replicache-dynamodb-client';
 
 const USER_KEY = 'chat.userID';
 const FROM_KEY = 'chat.from';
@@ -46,20 +45,16 @@ function userIDFrom(params) {
 const params = new URLSearchParams(window.location.search);
 const spaceID = params.get('space') || 'default';
 const userID = userIDFrom(params);
-const urls = endpoints(spaceID, { api: params.get('api') || '', ws: params.get('ws') || '' });
+// The server: the page's own (the dev server), or a deployed stack's HTTP API and poke
+// WebSocket. The dev server (and a stack deployed with AuthMode=header) takes the
+// Authorization header as the user id; with AuthMode=jwt this would be the user's JWT.
+const server = { spaceID, auth: userID, api: params.get('api') || '', ws: params.get('ws') || '' };
 
 const rep = new Replicache({
   name: `chat-${userID}-${spaceID}`,
-  pushURL: urls.pushURL,
-  pullURL: urls.pullURL,
-  // The dev server (and a stack deployed with AuthMode=header) takes the Authorization
-  // header as the user id; with AuthMode=jwt this would be the user's JWT.
-  auth: userID,
+  ...replicacheOptions(server),
   mutators,
 });
-
-// A space too large for one pull response arrives in pages: keep pulling until it is all here.
-completeSyncs(rep);
 
 const $ = (selector) => document.querySelector(selector);
 const list = $('#messages');
@@ -169,16 +164,10 @@ form.addEventListener('submit', (event) => {
   contentInput.focus();
 });
 
-// Pokes make other clients' changes show up at once; the 60 s pull interval is the fallback.
-const ignore = () => {}; // Replicache retries failed requests itself and reports via `online`
-listenForPokes({ spaceID, ...urls, auth: userID }, {
-  onPoke: () => rep.pull().catch(ignore),
-  // The server is reachable again: send what was written meanwhile without waiting for
-  // Replicache's retry backoff, and fetch what others wrote.
-  onReconnect: () => {
-    rep.push({ now: true }).catch(ignore);
-    rep.pull({ now: true }).catch(ignore);
-  },
+// Pokes make other clients' changes show up at once (the 60 s pull interval is the
+// fallback); after being offline, what was written meanwhile is pushed at once; a space too
+// large for one pull response arrives in pages, pulled until it is all here.
+connect(rep, server, {
   onState: (open) => {
     document.documentElement.dataset.pokes = open ? 'open' : 'closed';
   },

@@ -3,17 +3,34 @@
 // API): both take a short-lived ticket (from `ticketURL`, for the user `auth` names) in the
 // connection URL, and both send the text `poke`.
 
-/** The endpoints of `spaceID`: on the page's own server, or on a deployed stack. */
+/**
+ * The endpoints of `spaceID`. `api` is the HTTP API's base URL: a deployed stack's `ApiUrl`
+ * output, or the dev server's URL (empty: the page's own server). `ws` is the poke
+ * WebSocket's URL: a deployed stack's `PokeURL` output; when empty, the dev server's
+ * WebSocket at `api`, or at the page's own server (`base`, default `location`).
+ *
+ * @param {string} spaceID
+ * @param {{api?: string, ws?: string, base?: {protocol: string, host: string} | null}} [options]
+ * @returns {{pushURL: string, pullURL: string, ticketURL: string, pokeURL: string}}
+ */
 export function endpoints(spaceID, { api = '', ws = '', base = globalThis.location } = {}) {
   const query = `spaceID=${encodeURIComponent(spaceID)}`;
-  const scheme = base?.protocol === 'https:' ? 'wss:' : 'ws:';
+  const root = (api ?? '').replace(/\/+$/, '');
   return {
-    pushURL: `${api}/api/replicache/push?${query}`,
-    pullURL: `${api}/api/replicache/pull?${query}`,
-    ticketURL: `${api}/api/replicache/poke-ticket?${query}`,
-    // Deployed: the stack's PokeURL output; locally: the dev server's WebSocket.
-    pokeURL: ws || `${scheme}//${base.host}/api/replicache/poke`,
+    pushURL: `${root}/api/replicache/push?${query}`,
+    pullURL: `${root}/api/replicache/pull?${query}`,
+    ticketURL: `${root}/api/replicache/poke-ticket?${query}`,
+    pokeURL: ws || `${devServerOrigin(root, base)}/api/replicache/poke`,
   };
+}
+
+/** The dev server's WebSocket origin: `api`'s (http → ws, https → wss), else the page's. */
+function devServerOrigin(api, base) {
+  if (api) return api.replace(/^http/, 'ws');
+  if (!base?.host) {
+    throw new Error('endpoints: outside a page, give `api` (and `ws` for a deployed stack)');
+  }
+  return `${base.protocol === 'https:' ? 'wss:' : 'ws:'}//${base.host}`;
 }
 
 const FIRST_RETRY_MS = 500;
@@ -32,6 +49,11 @@ export const RECONNECT_AFTER_MS = 110 * 60_000;
  * backoff of 500 ms doubling to 10 s, at once when the browser comes back online, and by
  * itself before API Gateway's 2-hour limit; sends a keep-alive every 5 minutes.
  * `onState(open)` reports the connection. Returns a function that stops it all.
+ * `WebSocket` and `fetch` default to the globals (in Node < 22, pass the `ws` package's).
+ *
+ * @param {{spaceID: string, ticketURL: string, pokeURL: string, auth?: string | null | (() => (string | null | undefined | Promise<string | null | undefined>))}} target
+ * @param {{onPoke: () => void, onReconnect?: () => void, onState?: (open: boolean) => void, WebSocket?: any, fetch?: any}} handlers
+ * @returns {() => void} stops listening: closes the socket and cancels any reconnect
  */
 export function listenForPokes(
   { spaceID, ticketURL, pokeURL, auth },

@@ -10,6 +10,9 @@ export const SYNC_KEY = 'replicache-dynamodb/sync';
  * Pulls again as long as the server says the client's sync is incomplete. Each page
  * changes the key's value, so each one triggers the next pull. Returns a function that
  * stops it.
+ *
+ * @param {import('../index.js').SyncingReplicache} rep a Replicache instance
+ * @returns {() => void}
  */
 export function completeSyncs(rep) {
   return rep.subscribe(
@@ -20,7 +23,13 @@ export function completeSyncs(rep) {
   );
 }
 
-/** Resolves once SYNC_KEY no longer says incomplete (at once when no paged sync is under way). */
+/**
+ * Resolves once SYNC_KEY no longer says incomplete (at once when no paged sync is under way).
+ * It does not pull: `completeSyncs(rep)` (or `connect`) must be running for a sync to finish.
+ *
+ * @param {import('../index.js').SyncingReplicache} rep a Replicache instance
+ * @returns {Promise<void>}
+ */
 export function syncComplete(rep) {
   return new Promise((resolve) => {
     const stop = rep.subscribe(
