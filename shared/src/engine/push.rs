@@ -28,6 +28,11 @@ const FIXED_BYTES: usize = 256 * 1024;
 /// space for less time, on a space where pushes collide.
 const MAX_READ_AHEAD: usize = 64;
 
+/// How much longer a client group is kept than the clients a commit writes: the group is
+/// rewritten only when a commit's clients would outlive it, so at most about once per this
+/// period while it is in use rather than with every commit.
+const GROUP_SLACK: u64 = 60 * 60;
+
 /// How far one attempt got.
 enum Step {
     /// Finished, with this answer.
@@ -193,19 +198,29 @@ impl Engine {
         };
         let now = self.config.clock.now();
         let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
-        // What to write of the group: nothing while it is known and far from expiring; it
-        // again (the TTL pushed back) when half its time is gone; it anew when absent or
-        // expired (an expired group is unknown, whoever had it).
-        let group_write = match got.next().flatten() {
-            Some(Record::Group(g)) if !expired(g.expires_at, now) => {
-                super::check_group(&g, caller)?;
-                let refresh_after = client_expiry - self.config.client_ttl.as_secs() / 2;
-                g.expires_at
-                    .is_none_or(|at| at < refresh_after)
-                    .then_some(Expect::Any)
+        let group = match got.next().flatten() {
+            Some(Record::Group(g)) => Some(g),
+            _ => None,
+        };
+        // An absent or expired group is unknown, whoever had it, and so are its clients:
+        // they may not be continued, only started afresh at id 1.
+        let group_live = match &group {
+            Some(g) if !expired(g.expires_at, now) => {
+                super::check_group(g, caller)?;
+                true
             }
-            Some(Record::Group(_)) => Some(Expect::Any),
-            _ => Some(Expect::Absent),
+            _ => false,
+        };
+        // The group must outlive every client it has, or it could expire (and be taken by
+        // anyone who knows its id) while its clients still hold their lmids: it is written
+        // whenever this commit's clients would outlive it, conditioned on the expiry read
+        // (every write of a group moves it forward), so that a concurrent rewrite of an
+        // expired group fails this commit instead of being overwritten.
+        let group_write = match group.as_ref().map(|g| g.expires_at) {
+            None => Some(Expect::Absent),
+            Some(None) => None,
+            Some(Some(at)) if at >= client_expiry => None,
+            Some(Some(at)) => Some(Expect::Version(at)),
         };
         let listeners = match got.next().flatten() {
             Some(Record::Listeners(l)) => Some(l),
@@ -214,13 +229,18 @@ impl Engine {
         let mut clients: BTreeMap<&str, ClientState> = BTreeMap::new();
         for (id, record) in client_ids.iter().zip(got.by_ref()) {
             let state = match record {
-                // Expired: unknown, as if TTL had deleted it (the commit is conditioned on the
-                // record read, so that a client pushing meanwhile is not overwritten).
-                Some(Record::Client(c)) if expired(c.expires_at, now) => ClientState {
-                    lmid: 0,
-                    read_version: Some(c.version),
-                    dirty: false,
-                },
+                // Expired, or of a group that is unknown now: unknown, as if TTL had deleted
+                // it (the commit is conditioned on the record read, so that a client pushing
+                // meanwhile is not overwritten).
+                Some(Record::Client(c))
+                    if expired(c.expires_at, now) || (!group_live && c.group == group_id) =>
+                {
+                    ClientState {
+                        lmid: 0,
+                        read_version: Some(c.version),
+                        dirty: false,
+                    }
+                }
                 Some(Record::Client(c)) => {
                     if c.group != group_id {
                         return Err(Attempt::Fail(EngineError::Unauthorized(format!(
@@ -372,7 +392,7 @@ impl Engine {
                     id: group_id.to_owned(),
                     user: caller.user.clone(),
                     space: space.to_owned(),
-                    expires_at: Some(client_expiry),
+                    expires_at: Some(client_expiry.saturating_add(GROUP_SLACK)),
                 }),
                 expect,
             });

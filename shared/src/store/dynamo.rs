@@ -379,6 +379,7 @@ fn condition(address: &Address, expect: Expect) -> Condition {
             let attribute = match address {
                 Address::Space { .. } => "version",
                 Address::Listeners { .. } => "rev",
+                Address::Group { .. } => "expires_at",
                 _ => "v",
             };
             (

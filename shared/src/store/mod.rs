@@ -239,11 +239,13 @@ impl Record {
     }
 
     /// What an [`Expect::Version`] condition compares: the counter for a space, the
-    /// revision for listeners, the row version otherwise.
+    /// revision for listeners, the expiry for a client group (every write of a group moves
+    /// it forward), the row version otherwise.
     pub fn condition_version(&self) -> Option<Version> {
         match self {
             Record::Space(m) => Some(m.version),
             Record::Listeners(l) => Some(l.rev),
+            Record::Group(g) => g.expires_at,
             other => other.row_version(),
         }
     }
