@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use integration_tests::app;
+use integration_tests::counting::CountingStore;
 use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::Operation;
@@ -429,4 +430,63 @@ async fn a_user_id_over_512_bytes_is_401_and_nothing_is_written() {
     .await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["lastMutationIDChanges"], json!({"c1": 1}));
+}
+
+/// The API over a request-counting store of `backend`.
+async fn counted_api(backend: integration_tests::Backend) -> (Arc<CountingStore>, Api) {
+    let count = Arc::new(CountingStore::new(backend.store().await));
+    let engine = Engine::new(count.clone(), app::app(), EngineConfig::default());
+    (count, Api::new(engine, AuthMode::Header, 5 * 1024 * 1024))
+}
+
+/// A `put` of its own key by each of `clients` clients, `per_client` mutations each,
+/// interleaved so that every commit writes every client.
+fn puts_from(clients: usize, per_client: u64) -> Value {
+    let mutations: Vec<Value> = (1..=per_client)
+        .flat_map(|id| {
+            (0..clients).map(move |c| {
+                m(
+                    &format!("c{c}"),
+                    id,
+                    "put",
+                    json!({"key": format!("k{c}/{id}"), "value": 1}),
+                )
+            })
+        })
+        .collect();
+    json!(mutations)
+}
+
+crate::on_both_stores! {
+    async fn a_push_from_more_clients_than_allowed_is_400_before_any_request(backend) {
+        let (count, api) = counted_api(backend).await;
+        let most = EngineConfig::default().max_push_clients;
+        for clients in [most + 1, 4_000] {
+            let body = push_body("g1", puts_from(clients, 1));
+            let (status, r) = call(&api, Operation::Push, "alice", body).await;
+            assert_error(status, &r, StatusCode::BAD_REQUEST, "InvalidRequest");
+            assert!(r["message"].as_str().unwrap().contains(&most.to_string()), "{r}");
+            assert_eq!(count.take(), 0, "{clients} clients: nothing read or written");
+        }
+        // Many mutations of one client are one client.
+        let (status, r) = call(&api, Operation::Push, "alice", push_body("g1", puts_from(1, 500))).await;
+        assert_eq!((status, r), (StatusCode::OK, json!({})));
+    }
+
+    async fn a_push_from_the_most_clients_allowed_costs_requests_bounded_by_its_size(backend) {
+        let (count, api) = counted_api(backend).await;
+        let most = EngineConfig::default().max_push_clients;
+        let per_client = 8;
+        let body = push_body("g1", puts_from(most, per_client));
+        let (status, r) = call(&api, Operation::Push, "alice", body).await;
+        assert_eq!((status, r), (StatusCode::OK, json!({})));
+        // A commit is one read and one write, and holds 100 actions: 4 besides clients and
+        // keys (counter, group, listeners, log), a client each, a key each mutation here.
+        let mutations = most * per_client as usize;
+        let commits = mutations.div_ceil(100 - 4 - most);
+        let requests = count.take();
+        assert!(requests <= 2 * commits, "{requests} requests for {commits} commits");
+        let (lmid, keys) = view(&api, "g1", &format!("c{}", most - 1)).await;
+        assert_eq!((lmid, keys.len()), (Some(per_client), mutations));
+    }
 }

@@ -51,6 +51,10 @@ pub struct EngineConfig {
     /// they are unknown: a client whose next mutation id is not 1 gets
     /// `ClientStateNotFound`.
     pub client_ttl: Duration,
+    /// Most distinct clients one push may carry mutations of; a push with more answers 400
+    /// before anything is read. Every commit of a push reads and writes each of its clients,
+    /// so this bounds a push's cost per mutation; a real client group has a handful.
+    pub max_push_clients: usize,
     /// Most bytes of patch in one pull response. A larger sync is answered in pages, each
     /// cut between commits, the rest marked as to come ([`crate::protocol::SYNC_KEY`]). The
     /// default leaves room for Lambda's 6 MB response limit after base64 (a gzip response
@@ -70,6 +74,7 @@ impl Default for EngineConfig {
             connection_ttl: Duration::from_secs(2 * 60 * 60),
             clock: Clock::default(),
             pull_budget_bytes: 4 * 1024 * 1024,
+            max_push_clients: 64,
             tombstone_ttl: Duration::from_secs(30 * DAY),
             client_ttl: Duration::from_secs(180 * DAY),
         }

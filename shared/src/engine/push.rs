@@ -1,7 +1,7 @@
 //! Push: run the mutations in order against an overlay, then commit once, conditioned on
 //! the space version, the clients' lmids and every key the mutators read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
@@ -94,8 +94,22 @@ impl Engine {
             return Ok(Reply::Error(e));
         }
         super::validate_id("clientGroupID", &req.client_group_id)?;
+        // The distinct clients, in the order they first appear; each is read and written
+        // by every commit of the push, so their number bounds its cost and is checked before
+        // anything is read.
+        let mut seen = HashSet::new();
+        let mut client_ids: Vec<&str> = Vec::new();
         for m in &req.mutations {
-            super::validate_id("clientID", &m.client_id)?;
+            if seen.insert(m.client_id.as_str()) {
+                if client_ids.len() == self.config.max_push_clients {
+                    return Err(EngineError::BadRequest(format!(
+                        "a push may carry mutations of at most {} clients",
+                        self.config.max_push_clients
+                    )));
+                }
+                super::validate_id("clientID", &m.client_id)?;
+                client_ids.push(&m.client_id);
+            }
         }
         self.authorize(caller, Operation::Push).await?;
         let mut outcome = PushOutcome::default();
@@ -109,7 +123,14 @@ impl Engine {
             let mut attempt = PushOutcome::default();
             let mut read = None;
             match self
-                .push_attempt(caller, req, &mut attempt, &mut read, &mut read_ahead)
+                .push_attempt(
+                    caller,
+                    req,
+                    &client_ids,
+                    &mut attempt,
+                    &mut read,
+                    &mut read_ahead,
+                )
                 .await
             {
                 Ok(step) => {
@@ -158,18 +179,13 @@ impl Engine {
         &self,
         caller: &Caller,
         req: &PushRequest,
+        client_ids: &[&str],
         outcome: &mut PushOutcome,
         listeners_read: &mut Option<Listeners>,
         read_ahead: &mut Vec<String>,
     ) -> Result<Step, Attempt> {
         let space = caller.space.as_str();
         let group_id = req.client_group_id.as_str();
-        let mut client_ids: Vec<&str> = Vec::new();
-        for m in &req.mutations {
-            if !client_ids.contains(&m.client_id.as_str()) {
-                client_ids.push(&m.client_id);
-            }
-        }
         let mut addresses = vec![
             Address::Space {
                 space: space.to_owned(),
@@ -275,6 +291,8 @@ impl Engine {
         }
         let overlay = Arc::new(tokio::sync::Mutex::new(fresh));
         let mut applied = 0usize;
+        // Clients this commit writes, counted as they become dirty.
+        let mut dirty_clients = 0usize;
         let mut more = false;
         for m in &req.mutations {
             let client = clients.get_mut(m.client_id.as_str()).expect("read above");
@@ -326,9 +344,11 @@ impl Engine {
                 Err(Kind::Store(e)) => return Err(Attempt::Fail(e.into())),
             }
             let new_client = usize::from(!client.dirty);
-            let dirty_clients = clients.values().filter(|c| c.dirty).count() + new_client;
-            let actions =
-                FIXED_ACTIONS + usize::from(group_write.is_some()) + dirty_clients + o.touched();
+            let actions = FIXED_ACTIONS
+                + usize::from(group_write.is_some())
+                + dirty_clients
+                + new_client
+                + o.touched();
             let bytes = FIXED_BYTES + o.write_bytes();
             if actions > limits.max_write_actions || bytes > limits.max_write_bytes {
                 if applied > 0 {
@@ -356,6 +376,7 @@ impl Engine {
             }
             let client = clients.get_mut(m.client_id.as_str()).expect("read above");
             client.lmid = m.id;
+            dirty_clients += usize::from(!client.dirty);
             client.dirty = true;
             applied += 1;
         }

@@ -2,7 +2,7 @@
 //! sort key `sk`, and a local secondary index `by-version` on (`pk`, `v`) that every
 //! versioned record appears in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -206,13 +206,13 @@ impl Store for DynamoStore {
 
     async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
         let mut found: HashMap<(String, String), Record> = HashMap::new();
-        let mut wanted: Vec<Item> = Vec::new();
-        for address in addresses {
-            let key = key_item(address);
-            if !wanted.contains(&key) {
-                wanted.push(key);
-            }
-        }
+        // Each key once (BatchGetItem refuses duplicates), in time linear in the addresses.
+        let mut seen = HashSet::with_capacity(addresses.len());
+        let mut wanted: Vec<Item> = addresses
+            .iter()
+            .filter(|a| seen.insert(item_key(a)))
+            .map(key_item)
+            .collect();
         // BatchGetItem takes 100 keys and may leave some unprocessed (throttling): ask again
         // for those, backing off, a bounded number of times.
         let mut throttled = 0u32;
