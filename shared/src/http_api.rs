@@ -12,6 +12,7 @@ use crate::app::Operation;
 use crate::auth;
 pub use crate::auth::AuthMode;
 use crate::engine::{Caller, Engine, EngineError};
+use crate::logged;
 use crate::protocol::{PullRequest, PushRequest, Reply, VersionType};
 use crate::ticket::TicketKey;
 
@@ -143,6 +144,7 @@ impl Api {
             .headers
             .get("x-replicache-requestid")
             .and_then(|v| v.to_str().ok())
+            .map(logged::bounded)
             .unwrap_or_default();
         let span = tracing::info_span!(
             "request",
@@ -238,13 +240,19 @@ impl Api {
         match op {
             Operation::Push => {
                 let body: PushRequest = parse_request(body)?;
-                span.record("client_group", body.client_group_id.as_str());
+                span.record(
+                    "client_group",
+                    tracing::field::debug(logged::bounded(&body.client_group_id)),
+                );
                 let reply = self.engine.push(&caller, &body).await?;
                 Ok((StatusCode::OK, reply_json(reply.map(|()| json!({})))))
             }
             Operation::Pull => {
                 let body: PullRequest = parse_request(body)?;
-                span.record("client_group", body.client_group_id.as_str());
+                span.record(
+                    "client_group",
+                    tracing::field::debug(logged::bounded(&body.client_group_id)),
+                );
                 let reply = self.engine.pull(&caller, &body).await?;
                 let reply = reply.map(|r| serde_json::to_value(r).expect("serializable"));
                 Ok((StatusCode::OK, reply_json(reply)))

@@ -6,6 +6,7 @@ mod concurrency;
 mod fuzz_corpus;
 mod gc;
 mod handlers;
+mod logs;
 mod metrics;
 mod model_check;
 mod poke_handlers;

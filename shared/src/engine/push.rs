@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 use super::{Attempt, Caller, Engine, EngineError};
 use crate::app::Operation;
 use crate::error::Kind;
+use crate::logged;
 use crate::overlay::Overlay;
 use crate::protocol::{ProtocolError, PushRequest, Reply, VersionType};
 use crate::store::{
@@ -32,6 +33,10 @@ const MAX_READ_AHEAD: usize = 64;
 /// rewritten only when a commit's clients would outlive it, so at most about once per this
 /// period while it is in use rather than with every commit.
 const GROUP_SLACK: u64 = 60 * 60;
+
+/// Rejections an attempt logs one by one; its commit's log line counts them all, so that a
+/// push of many rejected mutations writes a bounded log.
+const MAX_LOGGED_REJECTIONS: usize = 10;
 
 /// How far one attempt got.
 enum Step {
@@ -332,8 +337,12 @@ impl Engine {
             match result.map_err(|e| e.0) {
                 Ok(()) => {}
                 Err(Kind::Rejected(reason)) => {
-                    warn!(client = %m.client_id, id = m.id, mutator = %m.name, %reason,
-                        "mutation rejected; skipping it");
+                    if outcome.rejected.len() < MAX_LOGGED_REJECTIONS {
+                        warn!(client = %m.client_id, id = m.id,
+                            mutator = ?logged::bounded(&m.name),
+                            reason = ?logged::rejection_reason(&reason),
+                            "mutation rejected; skipping it");
+                    }
                     o.discard_writes();
                     rejection = Some(reason);
                 }
@@ -357,7 +366,8 @@ impl Engine {
                     more = true;
                     break;
                 }
-                warn!(client = %m.client_id, id = m.id, mutator = %m.name, actions, bytes,
+                warn!(client = %m.client_id, id = m.id, mutator = ?logged::bounded(&m.name),
+                    actions, bytes,
                     "mutation touches more than one transaction holds; skipping it");
                 o.forget();
                 rejection = Some(format!(
@@ -486,6 +496,7 @@ impl Engine {
             space,
             version = new_version,
             mutations = applied,
+            rejected = outcome.rejected.len(),
             actions,
             "committed"
         );
