@@ -156,8 +156,19 @@ impl Api {
             replicache_request_id,
         );
         let result = self.dispatch(op, req).instrument(span.clone()).await;
+        // A server error's own text goes to the log only: it may name internals (the
+        // store's address, a table); the answer carries the request id to find it by.
+        let mut detail = None;
         let response = match result {
             Ok((status, body)) => respond(status, body),
+            Err(f) if f.status.is_server_error() => {
+                let mut body = json!({"error": f.error, "message": server_error_message(f.status)});
+                if let Some(id) = req.request_id {
+                    body["requestId"] = json!(id);
+                }
+                detail = Some(f.message);
+                respond(f.status, body)
+            }
             Err(f) => respond(f.status, json!({"error": f.error, "message": f.message})),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -178,7 +189,8 @@ impl Api {
         }
         span.in_scope(|| {
             if status >= 500 {
-                warn!(status, elapsed_ms, "{} failed", op.name());
+                let detail = detail.as_deref().unwrap_or_default();
+                warn!(status, elapsed_ms, detail, "{} failed", op.name());
             } else {
                 info!(status, elapsed_ms, "{} done", op.name());
             }
@@ -383,6 +395,15 @@ fn parse_request<T: DeserializeOwned>(body: Value) -> Result<T, Failure> {
             format!("the body does not match the protocol: {e}"),
         )
     })
+}
+
+/// What the answer with a server error `status` says, in place of the error itself.
+pub(crate) fn server_error_message(status: StatusCode) -> &'static str {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        "temporarily unavailable: retry later"
+    } else {
+        "internal error: the details are in the server's log"
+    }
 }
 
 /// The `spaceID` query parameter, `default` when absent.

@@ -7,6 +7,9 @@ use integration_tests::app;
 use integration_tests::counting::CountingStore;
 use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
 use replicache_dynamodb::store::memory::MemoryStore;
+use replicache_dynamodb::store::{
+    Address, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
+};
 use replicache_dynamodb::Operation;
 use replicache_dynamodb::{Engine, EngineConfig};
 use serde_json::{json, Value};
@@ -488,5 +491,90 @@ crate::on_both_stores! {
         assert!(requests <= 2 * commits, "{requests} requests for {commits} commits");
         let (lmid, keys) = view(&api, "g1", &format!("c{}", most - 1)).await;
         assert_eq!((lmid, keys.len()), (Some(per_client), mutations));
+    }
+}
+
+/// A store whose every call fails with one error.
+struct Broken(StoreError);
+
+#[async_trait::async_trait]
+impl Store for Broken {
+    fn limits(&self) -> Limits {
+        Limits::DYNAMODB
+    }
+
+    async fn get(&self, _: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
+        Err(self.0.clone())
+    }
+
+    async fn changes(&self, _: &str, _: Version, _: Option<PageToken>) -> Result<Page, StoreError> {
+        Err(self.0.clone())
+    }
+
+    async fn entities(&self, _: &str, _: &str, _: Option<PageToken>) -> Result<Page, StoreError> {
+        Err(self.0.clone())
+    }
+
+    async fn commit_logs(&self, _: &str, _: Option<PageToken>) -> Result<Page, StoreError> {
+        Err(self.0.clone())
+    }
+
+    async fn write(&self, _: Vec<Write>) -> Result<(), StoreError> {
+        Err(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn server_errors_answer_a_request_id_and_no_internals() {
+    let internals = "dispatch failure: http://127.0.0.1:8000/ table replicache-prod";
+    for (error, want_status, want_error) in [
+        (
+            StoreError::Unavailable(internals.into()),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+        ),
+        (
+            StoreError::Rejected(internals.into()),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+        ),
+    ] {
+        let engine = Engine::new(Arc::new(Broken(error)), app::app(), EngineConfig::default());
+        let api = Api::new(engine, AuthMode::Header, 1 << 20);
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("alice"));
+        for (op, body) in [
+            (Operation::Pull, pull_body("g1", Value::Null)),
+            (
+                Operation::Push,
+                push_body(
+                    "g1",
+                    json!([m("c1", 1, "put", json!({"key": "k", "value": 1}))]),
+                ),
+            ),
+        ] {
+            let response = api
+                .handle(
+                    op,
+                    ApiRequest {
+                        method: &Method::POST,
+                        query: Some("spaceID=room"),
+                        headers: &headers,
+                        body: body.as_bytes(),
+                        jwt_sub: None,
+                        request_id: Some("req-42"),
+                    },
+                )
+                .await;
+            let status = response.status();
+            let text = response.into_body();
+            let r: Value = serde_json::from_str(&text).expect("JSON body");
+            assert_error(status, &r, want_status, want_error);
+            assert_eq!(r["requestId"], "req-42", "{r}");
+            assert!(
+                !text.contains("127.0.0.1") && !text.contains("replicache-prod"),
+                "{text}"
+            );
+        }
     }
 }

@@ -34,12 +34,12 @@ use http::{header, HeaderValue, Method, StatusCode};
 use tokio::sync::{broadcast, watch};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::app::{App, Operation};
 use crate::auth::AuthMode;
 use crate::config::Settings;
-use crate::engine::{Caller, Engine};
+use crate::engine::{Caller, Engine, EngineError};
 use crate::http_api::{Api, ApiRequest, DEFAULT_SPACE};
 use crate::pokes::{Pokes, POKE};
 use crate::store::dynamo::DynamoStore;
@@ -273,8 +273,19 @@ async fn poke(
         user: ticket.user,
         space,
     };
-    if let Err(e) = state.engine.authorize(&caller, Operation::Poke).await {
-        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
+    match state.engine.authorize(&caller, Operation::Poke).await {
+        Ok(()) => {}
+        Err(EngineError::Forbidden(why)) => return (StatusCode::FORBIDDEN, why).into_response(),
+        Err(e) => {
+            // The error's own text may name internals: it goes to the log only.
+            let status = match e {
+                EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            warn!(error = %e, "poke connection failed");
+            let message = crate::http_api::server_error_message(status);
+            return (status, message).into_response();
+        }
     }
     let receiver = state.pokes.subscribe(&caller.space);
     let (heartbeat, shutdown) = (state.heartbeat, state.shutdown.clone());

@@ -27,6 +27,13 @@ pub(crate) async fn handle(
                 info!(connection = id, space = %caller.space, user = %caller.user, "poke connection opened");
                 respond(StatusCode::OK, "")
             }
+            Err((status, why)) if status.is_server_error() => {
+                warn!(connection = id, status = status.as_u16(), %why, "poke connection failed");
+                // The error's own text may name internals: the log has it, under this id.
+                let request_id = ctx.request_id.as_deref().unwrap_or_default();
+                let message = crate::http_api::server_error_message(status);
+                respond(status, &format!("{message} (request id {request_id:?})"))
+            }
             Err((status, why)) => {
                 info!(connection = id, status = status.as_u16(), %why, "poke connection refused");
                 respond(status, &why)
