@@ -10,7 +10,8 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// The key a pull response sets to `{"complete": false, ...}` when it is one page of a sync
 /// too large for one response, and to `{"complete": true}` with the page that completes it.
 /// Replicache 15 does not pull again by itself after a page: pull again while this key says
-/// `complete: false` (`web/src/sync.js` does). Applications must not write this key.
+/// `complete: false` (`web/src/sync.js` does). [`crate::Tx`] refuses to write it: a mutation
+/// that sets or deletes it is rejected.
 pub const SYNC_KEY: &str = "replicache-dynamodb/sync";
 
 /// Body of `POST /api/replicache/pull`.

@@ -578,3 +578,43 @@ async fn server_errors_answer_a_request_id_and_no_internals() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_sync_marker_key_is_not_for_mutators_to_write() {
+    use replicache_dynamodb::protocol::SYNC_KEY;
+    let api = api();
+    let body = push_body(
+        "g1",
+        json!([
+            m(
+                "c1",
+                1,
+                "put",
+                json!({"key": SYNC_KEY, "value": {"complete": true}})
+            ),
+            m("c1", 2, "put", json!({"key": "after", "value": 1}))
+        ]),
+    );
+    let (status, r) = call(&api, Operation::Push, "alice", body).await;
+    assert_eq!((status, r), (StatusCode::OK, json!({})));
+    let (status, full) = call(&api, Operation::Pull, "alice", pull_body("g1", Value::Null)).await;
+    assert_eq!(status, StatusCode::OK, "{full}");
+    assert_eq!(
+        full["patch"],
+        json!([{"op": "clear"}, {"op": "put", "key": "after", "value": 1}]),
+        "the put rejected"
+    );
+    let body = push_body("g1", json!([m("c1", 3, "del", json!({"key": SYNC_KEY}))]));
+    let (status, r) = call(&api, Operation::Push, "alice", body).await;
+    assert_eq!((status, r), (StatusCode::OK, json!({})));
+    let (status, diff) = call(
+        &api,
+        Operation::Pull,
+        "alice",
+        pull_body("g1", full["cookie"].clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(diff["patch"], json!([]), "the del rejected");
+    assert_eq!(diff["lastMutationIDChanges"], json!({"c1": 3}));
+}
