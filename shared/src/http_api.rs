@@ -216,10 +216,17 @@ impl Api {
         if req.body.len() > self.max_body_bytes {
             return Err(self.too_large());
         }
-        let authorization = req
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let authorization = match req.headers.get(header::AUTHORIZATION) {
+            // A header the server cannot read names nobody: it must not become `anonymous`.
+            Some(v) if self.auth_mode == AuthMode::Header => Some(v.to_str().map_err(|_| {
+                Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "the Authorization header must be visible ASCII",
+                )
+            })?),
+            other => other.and_then(|v| v.to_str().ok()),
+        };
         let user = auth::user_id(self.auth_mode, req.jwt_sub, authorization)
             .map_err(|m| Failure::new(StatusCode::UNAUTHORIZED, "Unauthorized", m))?;
         let space = space_id(req.query)?;

@@ -618,3 +618,53 @@ async fn the_sync_marker_key_is_not_for_mutators_to_write() {
     assert_eq!(diff["patch"], json!([]), "the del rejected");
     assert_eq!(diff["lastMutationIDChanges"], json!({"c1": 3}));
 }
+
+#[tokio::test]
+async fn an_authorization_header_that_is_not_ascii_is_401_not_anonymous() {
+    let api = api();
+    for bytes in [&b"\xc3\xa5lice"[..], b"\xff\xfe", b"al\x80ice"] {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_bytes(bytes).expect("obs-text is a valid header value"),
+        );
+        for (op, body) in [
+            (Operation::Pull, pull_body("g1", Value::Null)),
+            (
+                Operation::Push,
+                push_body(
+                    "g1",
+                    json!([m("c1", 1, "put", json!({"key": "k", "value": 1}))]),
+                ),
+            ),
+            (Operation::Poke, String::new()),
+        ] {
+            let response = api
+                .handle(
+                    op,
+                    ApiRequest {
+                        method: &Method::POST,
+                        query: Some("spaceID=room"),
+                        headers: &headers,
+                        body: body.as_bytes(),
+                        jwt_sub: None,
+                        request_id: None,
+                    },
+                )
+                .await;
+            let status = response.status();
+            let r: Value = serde_json::from_str(response.body()).expect("JSON body");
+            assert_error(status, &r, StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
+    }
+    // Nothing was written as `anonymous`.
+    let (status, r) = call(
+        &api,
+        Operation::Pull,
+        "anonymous",
+        pull_body("g1", Value::Null),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["lastMutationIDChanges"], json!({}), "{r}");
+}
