@@ -85,7 +85,7 @@ pub async fn run(app: App) -> Result<(), Error> {
 
 /// Runs `app` with `options`; see [`run`].
 pub async fn serve(app: App, options: Options) -> Result<(), Error> {
-    let settings = Settings::from_env(AuthMode::Header)?;
+    let settings = Settings::from_env(AuthMode::Header)?.for_dev_server()?;
     let store: Arc<dyn Store> = match &settings.table_name {
         Some(table) => {
             let store = DynamoStore::from_env(table.clone()).await?;
