@@ -164,6 +164,7 @@ test('poke connections need a valid ticket for their space', async () => {
     assert.equal(await refusedWith(server.url, `spaceID=room&ticket=${payload}.AAAA`), 401, 'bad signature');
     const ws = new WebSocket(`${server.url.replace('http', 'ws')}api/replicache/poke?spaceID=room&ticket=${body.ticket}`);
     await once(ws, 'open');
+    assert.equal(await refusedWith(server.url, `spaceID=room&ticket=${body.ticket}`), 401, 'spent');
     ws.terminate();
   } finally {
     await server.stop();

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use integration_tests::client::listeners;
+use integration_tests::counting::CountingStore;
 use lambda_http::Body;
 use replicache_dynamodb::http_api::{Api, AuthMode};
 use replicache_dynamodb::lambda;
@@ -172,4 +173,40 @@ async fn the_event_fixtures_parse_as_websocket_events() {
     let (status, _) = invoke(&s.api, event("ws-connect")).await;
     assert_eq!(status, 401);
     assert_eq!(invoke(&s.api, event("ws-disconnect")).await.0, 200);
+}
+
+crate::on_both_stores! {
+    async fn a_ticket_opens_one_connection(backend) {
+        let store = Arc::new(CountingStore::new(backend.store().await));
+        let key = TicketKey::random();
+        let engine = Engine::new(store.clone(), todo::app(), EngineConfig::default());
+        let api = Api::new(engine, AuthMode::Jwt, 5 * 1024 * 1024).with_tickets(key.clone());
+        let space = "private-alice";
+        let ticket = key.issue("alice", space, now() + 60);
+        let (status, body) = invoke(&api, connect("conn-A", space, Some(&ticket))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(store.take(), 2, "spending the ticket costs no request more");
+        for id in ["conn-B", "conn-A"] {
+            let (status, body) = invoke(&api, connect(id, space, Some(&ticket))).await;
+            assert_eq!(status, 401, "{id}: {body}");
+            assert!(body.contains("already"), "{body}");
+        }
+        assert_eq!(listeners(store.as_ref(), space).await, ["conn-A"]);
+        // Another ticket opens another connection.
+        let fresh = key.issue("alice", space, now() + 60);
+        let (status, body) = invoke(&api, connect("conn-C", space, Some(&fresh))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(listeners(store.as_ref(), space).await, ["conn-A", "conn-C"]);
+
+        // Two connects racing with one ticket: one opens.
+        let racing = key.issue("alice", space, now() + 60);
+        let (a, b) = tokio::join!(
+            invoke(&api, connect("race-1", space, Some(&racing))),
+            invoke(&api, connect("race-2", space, Some(&racing))),
+        );
+        let mut statuses = [a.0, b.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 401], "{a:?} {b:?}");
+        assert_eq!(listeners(store.as_ref(), space).await.len(), 3);
+    }
 }

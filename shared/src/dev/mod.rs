@@ -17,6 +17,7 @@
 //! standard environment, e.g. `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local). There is no
 //! authorizer: the `Authorization` header is the user id, as in `AUTH_MODE=header`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,6 +114,7 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
         engine,
         tickets,
         pokes,
+        spent: Arc::default(),
         heartbeat: Duration::from_secs(options.heartbeat_secs.max(1)),
         shutdown,
     };
@@ -147,6 +149,9 @@ struct DevState {
     engine: Engine,
     tickets: TicketKey,
     pokes: Arc<Pokes>,
+    /// The ids of tickets that have opened a connection, until they expire: as on AWS, a
+    /// ticket opens one (the dev server records no connections in the store).
+    spent: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     heartbeat: Duration,
     shutdown: watch::Receiver<bool>,
 }
@@ -269,6 +274,18 @@ async fn poke(
             return (StatusCode::UNAUTHORIZED, "a poke connection needs a ticket").into_response()
         }
     };
+    {
+        let now = state.engine.now();
+        let mut spent = state.spent.lock().unwrap_or_else(|e| e.into_inner());
+        spent.retain(|_, expires_at| *expires_at > now);
+        if spent.insert(ticket.id, ticket.expires_at).is_some() {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "the ticket has already opened a connection: get another",
+            )
+                .into_response();
+        }
+    }
     let caller = Caller {
         user: ticket.user,
         space,

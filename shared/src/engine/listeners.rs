@@ -6,12 +6,41 @@ use tracing::{debug, warn};
 
 use super::{Caller, Engine, EngineError};
 use crate::app::Operation;
-use crate::store::{Address, Connection, Expect, Listeners, Record, StoreError, Write};
+use crate::store::{
+    Address, Connection, Expect, Listeners, Record, SpentTicket, StoreError, Write,
+};
+use crate::ticket::Ticket;
 
 impl Engine {
     /// Records connection `id` as listening to the caller's space, after the application's
     /// space policy allowed it. Costs two requests (a read and a write).
     pub async fn connect(&self, caller: &Caller, id: &str) -> Result<(), EngineError> {
+        self.open_connection(caller, id, None).await
+    }
+
+    /// [`Engine::connect`] with `ticket` (verified by the caller, and naming the caller's
+    /// user and space), which it spends: a ticket already spent answers
+    /// [`EngineError::Unauthorized`]. At no extra request: the spent ticket is read with the
+    /// listeners and written, conditioned on its absence, with the connection.
+    pub async fn connect_with_ticket(
+        &self,
+        caller: &Caller,
+        id: &str,
+        ticket: &Ticket,
+    ) -> Result<(), EngineError> {
+        let spent = SpentTicket {
+            id: ticket.id.clone(),
+            expires_at: ticket.expires_at,
+        };
+        self.open_connection(caller, id, Some(spent)).await
+    }
+
+    async fn open_connection(
+        &self,
+        caller: &Caller,
+        id: &str,
+        ticket: Option<SpentTicket>,
+    ) -> Result<(), EngineError> {
         super::validate_id("connection id", id)?;
         self.authorize(caller, Operation::Poke).await?;
         let now = self.config.clock.now();
@@ -35,6 +64,7 @@ impl Engine {
                 user: caller.user.clone(),
                 expires_at,
             }),
+            ticket,
         )
         .await
     }
@@ -71,6 +101,7 @@ impl Engine {
                 Ok(listeners.connections.len() != before)
             },
             None,
+            None,
         )
         .await
     }
@@ -99,21 +130,33 @@ impl Engine {
     }
 
     /// Read-modify-write of the space's listeners: `change` edits them and says whether it
-    /// changed anything; the write is conditioned on the revision read, and retried.
+    /// changed anything; the write is conditioned on the revision read, and retried. With
+    /// `ticket`, it is read too and refused if spent, and written as spent with the change
+    /// (a `$connect` that raced with another on the same ticket finds it spent on its retry).
     async fn change_listeners(
         &self,
         space: &str,
         change: impl Fn(&mut Listeners) -> Result<bool, EngineError>,
         also: Option<Connection>,
+        ticket: Option<SpentTicket>,
     ) -> Result<(), EngineError> {
-        let address = Address::Listeners {
+        let mut addresses = vec![Address::Listeners {
             space: space.to_owned(),
-        };
+        }];
+        if let Some(t) = &ticket {
+            addresses.push(Address::SpentTicket { id: t.id.clone() });
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let got = self.store.get(std::slice::from_ref(&address)).await?;
-            let (mut listeners, expect) = match got.into_iter().next().flatten() {
+            let mut got = self.store.get(&addresses).await?.into_iter();
+            let listeners = got.next().flatten();
+            if let Some(Some(Record::SpentTicket(_))) = got.next() {
+                return Err(EngineError::Unauthorized(
+                    "the ticket has already opened a connection: get another".to_owned(),
+                ));
+            }
+            let (mut listeners, expect) = match listeners {
                 Some(Record::Listeners(l)) => {
                     let expect = Expect::Version(l.rev);
                     (l, expect)
@@ -138,6 +181,12 @@ impl Engine {
                 writes.push(Write::Put {
                     record: Record::Connection(connection.clone()),
                     expect: Expect::Any,
+                });
+            }
+            if let Some(t) = &ticket {
+                writes.push(Write::Put {
+                    record: Record::SpentTicket(t.clone()),
+                    expect: Expect::Absent,
                 });
             }
             match self.store.write(writes).await {

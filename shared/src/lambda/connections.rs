@@ -77,16 +77,19 @@ async fn connect(
         return Err(unauthorized("the ticket is for another space"));
     }
     let caller = Caller {
-        user: ticket.user,
-        space: ticket.space,
+        user: ticket.user.clone(),
+        space: ticket.space.clone(),
     };
-    engine.connect(&caller, id).await.map_err(|e| match e {
-        EngineError::Forbidden(why) => (StatusCode::FORBIDDEN, why),
-        EngineError::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why),
-        EngineError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
-        EngineError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
-        EngineError::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
-    })?;
+    engine
+        .connect_with_ticket(&caller, id, &ticket)
+        .await
+        .map_err(|e| match e {
+            EngineError::Forbidden(why) => (StatusCode::FORBIDDEN, why),
+            EngineError::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why),
+            EngineError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            EngineError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+            EngineError::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
+        })?;
     Ok(caller)
 }
 

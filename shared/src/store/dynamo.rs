@@ -13,8 +13,8 @@ use aws_sdk_dynamodb::Client as DynamoClient;
 
 use super::{
     item_key, space_pk, Address, Client, CommitLog, Connection, Entity, Expect, Group, Limits,
-    Listeners, Page, PageToken, Record, SpaceMeta, Store, StoreError, Version, Write, Written,
-    CLIENT_PREFIX, COMMIT_LOG_PREFIX, ENTITY_PREFIX, LISTENERS_SK,
+    Listeners, Page, PageToken, Record, SpaceMeta, SpentTicket, Store, StoreError, Version, Write,
+    Written, CLIENT_PREFIX, COMMIT_LOG_PREFIX, ENTITY_PREFIX, LISTENERS_SK,
 };
 
 /// Name of the local secondary index on (`pk`, `v`).
@@ -472,6 +472,7 @@ fn encode(record: &Record) -> Item {
             // The table's TTL attribute: DynamoDB deletes the item some time after.
             set("expires_at", n(c.expires_at));
         }
+        Record::SpentTicket(t) => set("expires_at", n(t.expires_at)),
     }
     item
 }
@@ -498,6 +499,12 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             user: text("user")?,
             space: text("space")?,
             expires_at: number("expires_at").ok(),
+        }));
+    }
+    if let Some(id) = pk.strip_prefix("t/") {
+        return Ok(Record::SpentTicket(SpentTicket {
+            id: id.to_owned(),
+            expires_at: number("expires_at")?,
         }));
     }
     if let Some(id) = pk.strip_prefix("w/") {

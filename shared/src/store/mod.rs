@@ -65,6 +65,11 @@ pub enum Address {
         /// Connection id.
         id: String,
     },
+    /// A poke ticket that has opened a connection.
+    SpentTicket {
+        /// The ticket's id.
+        id: String,
+    },
 }
 
 /// The space's version counter.
@@ -177,6 +182,17 @@ pub struct Connection {
     pub expires_at: u64,
 }
 
+/// A poke ticket that has opened a connection: each opens one, and this record, written
+/// with the connection, makes a second `$connect` with it fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpentTicket {
+    /// The ticket's id.
+    pub id: String,
+    /// When the ticket expires (seconds since the Unix epoch); also the item's TTL: after
+    /// that the ticket itself is refused.
+    pub expires_at: u64,
+}
+
 /// Any stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -194,6 +210,8 @@ pub enum Record {
     Listeners(Listeners),
     /// See [`Connection`].
     Connection(Connection),
+    /// See [`SpentTicket`].
+    SpentTicket(SpentTicket),
 }
 
 impl Record {
@@ -222,6 +240,7 @@ impl Record {
                 space: l.space.clone(),
             },
             Record::Connection(c) => Address::Connection { id: c.id.clone() },
+            Record::SpentTicket(t) => Address::SpentTicket { id: t.id.clone() },
         }
     }
 
@@ -232,9 +251,11 @@ impl Record {
             Record::Entity(e) => Some(e.version),
             Record::Client(c) => Some(c.version),
             Record::CommitLog(l) => Some(l.version),
-            Record::Space(_) | Record::Group(_) | Record::Listeners(_) | Record::Connection(_) => {
-                None
-            }
+            Record::Space(_)
+            | Record::Group(_)
+            | Record::Listeners(_)
+            | Record::Connection(_)
+            | Record::SpentTicket(_) => None,
         }
     }
 
@@ -412,6 +433,7 @@ pub fn item_key(address: &Address) -> (String, String) {
         Address::Group { group } => (format!("g/{group}"), "group".to_owned()),
         Address::Listeners { space } => (space_pk(space), LISTENERS_SK.to_owned()),
         Address::Connection { id } => (format!("w/{id}"), "conn".to_owned()),
+        Address::SpentTicket { id } => (format!("t/{id}"), "ticket".to_owned()),
     }
 }
 
@@ -512,5 +534,6 @@ pub fn record_bytes(record: &Record) -> usize {
                 + "expires_at".len()
                 + NUMBER
         }
+        Record::SpentTicket(_) => "expires_at".len() + NUMBER,
     }
 }
