@@ -170,3 +170,15 @@ test('poke connections need a valid ticket for their space', async () => {
     await server.stop();
   }
 });
+
+test('AUTH_MODE=jwt stops the server with a message naming it', async () => {
+  const child = spawn(path.join(root, 'target/debug/dev-server'), ['--port', '0'], {
+    env: { ...process.env, AUTH_MODE: 'jwt' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const [code] = await once(child, 'close');
+  assert.notEqual(code, 0);
+  assert.match(stderr, /AUTH_MODE/);
+});
