@@ -210,3 +210,37 @@ crate::on_both_stores! {
         assert_eq!(listeners(store.as_ref(), space).await.len(), 3);
     }
 }
+
+crate::on_both_stores! {
+    async fn one_user_cannot_take_a_spaces_poke_slots(backend) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use integration_tests::client::caller;
+        use replicache_dynamodb::Clock;
+        let store = backend.store().await;
+        let clock = Arc::new(AtomicU64::new(1_800_000_000));
+        let read = clock.clone();
+        let config = EngineConfig {
+            max_listeners: 10,
+            max_listeners_per_user: 3,
+            clock: Clock::new(move || read.load(Ordering::SeqCst)),
+            ..EngineConfig::default()
+        };
+        let e = Engine::new(store.clone(), integration_tests::app::app(), config);
+        let (mallory, alice) = (caller("mallory", "room"), caller("alice", "room"));
+        for i in 0..25 {
+            clock.fetch_add(1, Ordering::SeqCst);
+            e.connect(&mallory, &format!("m{i:02}")).await.unwrap();
+        }
+        // Mallory's newest three remain; the others made way.
+        assert_eq!(listeners(store.as_ref(), "room").await, ["m22", "m23", "m24"]);
+        for i in 0..3 {
+            e.connect(&alice, &format!("a{i}")).await.unwrap();
+        }
+        e.connect(&mallory, "m25").await.unwrap();
+        assert_eq!(
+            listeners(store.as_ref(), "room").await,
+            ["a0", "a1", "a2", "m23", "m24", "m25"],
+            "alice keeps hers"
+        );
+    }
+}

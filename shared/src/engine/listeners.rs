@@ -45,10 +45,23 @@ impl Engine {
         self.authorize(caller, Operation::Poke).await?;
         let now = self.config.clock.now();
         let expires_at = now.saturating_add(self.config.connection_ttl.as_secs());
+        let owner = owner_digest(&caller.user);
         self.change_listeners(
             &caller.space,
             |listeners| {
                 listeners.connections.retain(|_, expires| *expires > now);
+                // The caller's own oldest make way for this one past their share.
+                let mut own: Vec<(u64, String)> = listeners
+                    .owners
+                    .iter()
+                    .filter(|(_, o)| **o == owner)
+                    .filter_map(|(id, _)| Some((*listeners.connections.get(id)?, id.clone())))
+                    .collect();
+                own.sort_unstable();
+                let keep = self.config.max_listeners_per_user.saturating_sub(1);
+                for (_, old) in own.iter().take(own.len().saturating_sub(keep)) {
+                    listeners.connections.remove(old);
+                }
                 if listeners.connections.len() >= self.config.max_listeners {
                     return Err(EngineError::Unavailable(format!(
                         "the space has {} poke connections, the most it takes",
@@ -56,6 +69,7 @@ impl Engine {
                     )));
                 }
                 listeners.connections.insert(id.to_owned(), expires_at);
+                listeners.owners.insert(id.to_owned(), owner.clone());
                 Ok(true)
             },
             Some(Connection {
@@ -169,7 +183,14 @@ impl Engine {
                     Expect::Absent,
                 ),
             };
-            if !change(&mut listeners)? && also.is_none() {
+            let changed = change(&mut listeners)?;
+            let Listeners {
+                connections,
+                owners,
+                ..
+            } = &mut listeners;
+            owners.retain(|id, _| connections.contains_key(id));
+            if !changed && also.is_none() {
                 return Ok(());
             }
             listeners.rev += 1;
@@ -199,4 +220,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// A short digest of a user id, as the listeners record keeps it: the record holds up to
+/// [`super::EngineConfig::max_listeners`] entries, and a user id may take 512 bytes.
+fn owner_digest(user: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(user.as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -38,6 +38,10 @@ pub struct EngineConfig {
     /// Most connections listening to one space's pokes; more are refused (they fall back on
     /// the client's `pullInterval`). Bounds the listeners record every push reads.
     pub max_listeners: usize,
+    /// Most connections one user may have listening to one space: a further one replaces
+    /// that user's oldest (most often one that closed without its `$disconnect`), so that no
+    /// user can take the space's [`EngineConfig::max_listeners`] slots from the others.
+    pub max_listeners_per_user: usize,
     /// How long a poke connection stays recorded: API Gateway closes every WebSocket after
     /// 2 hours, and `$disconnect` is best effort, so an entry expires then by itself.
     pub connection_ttl: Duration,
@@ -71,6 +75,7 @@ impl Default for EngineConfig {
             retry_max_delay: Duration::from_millis(400),
             commit_log_slots: 64,
             max_listeners: 1_000,
+            max_listeners_per_user: 32,
             connection_ttl: Duration::from_secs(2 * 60 * 60),
             clock: Clock::default(),
             pull_budget_bytes: 4 * 1024 * 1024,

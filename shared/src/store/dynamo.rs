@@ -465,6 +465,12 @@ fn encode(record: &Record) -> Item {
                 .map(|(id, expires)| (id.clone(), n(*expires)))
                 .collect();
             set("conns", AttributeValue::M(connections));
+            let owners = l
+                .owners
+                .iter()
+                .map(|(id, owner)| (id.clone(), s(owner)))
+                .collect();
+            set("owners", AttributeValue::M(owners));
         }
         Record::Connection(c) => {
             set("space", s(&c.space));
@@ -527,10 +533,19 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
                 Ok((id.clone(), expires.ok_or_else(|| bad("conns"))?))
             })
             .collect::<Result<_, StoreError>>()?;
+        // Absent from items written before owners were kept.
+        let owners = item
+            .get("owners")
+            .and_then(|v| v.as_m().ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, owner)| Some((id.clone(), owner.as_s().ok()?.clone())))
+            .collect();
         return Ok(Record::Listeners(Listeners {
             space,
             rev: number("rev")?,
             connections,
+            owners,
         }));
     }
     if sk == "meta" {

@@ -167,6 +167,9 @@ pub struct Listeners {
     /// Connection id to expiry (seconds since the Unix epoch). An expired entry is treated
     /// as absent by every reader.
     pub connections: std::collections::BTreeMap<String, u64>,
+    /// Connection id to a digest of the user who opened it, for the cap on one user's
+    /// connections (those recorded before it was kept have none).
+    pub owners: std::collections::BTreeMap<String, String>,
 }
 
 /// A poke connection and what it listens to.
@@ -524,6 +527,11 @@ pub fn record_bytes(record: &Record) -> usize {
                 + l.connections
                     .keys()
                     .map(|id| id.len() + NUMBER + 3)
+                    .sum::<usize>()
+                + "owners".len()
+                + l.owners
+                    .iter()
+                    .map(|(id, owner)| id.len() + owner.len() + 3)
                     .sum::<usize>()
         }
         Record::Connection(c) => {
