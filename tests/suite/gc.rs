@@ -148,6 +148,27 @@ fn incr(client: &str, id: u64) -> replicache_dynamodb::protocol::Mutation {
 }
 
 on_both_stores! {
+    async fn a_pull_reads_again_a_group_it_did_not_see_beside_its_clients(backend) {
+        let rival = Arc::new(Interposer::new(backend.store().await));
+        let count = Arc::new(integration_tests::counting::CountingStore::new(rival.clone()));
+        let (e, _) = engine_at(count.clone());
+        let alice = caller("alice", "room");
+        push_ok(&e, &alice, "g1", vec![incr("c1", 1)]).await;
+        count.take();
+        // The commit that created g1 is visible in c1's record, not yet in g1's.
+        rival.hide_next_group_read();
+        let view = pull_ok(&e, &alice, "g1", Value::Null).await;
+        assert_eq!(view.last_mutation_id_changes["c1"], 1, "{view:?}");
+        assert_eq!(count.take(), 3, "the group read once more");
+        rival.hide_next_group_read();
+        let learnt = pull(&e, &caller("bob", "room"), "g1", Value::Null).await;
+        assert!(matches!(learnt, Err(EngineError::Unauthorized(_))), "{learnt:?}");
+        assert_eq!(count.take(), 3);
+        // Seen at once, it costs nothing more.
+        pull_ok(&e, &alice, "g1", Value::Null).await;
+        assert_eq!(count.take(), 2);
+    }
+
     async fn an_idle_group_outlives_its_clients_and_nobody_else_takes_it(backend) {
         let (e, now) = engine_at(backend.store().await);
         let alice = caller("alice", "room");
@@ -226,10 +247,13 @@ on_both_stores! {
 
 /// A store that, once asked, writes a record of its own just before the next write that
 /// puts a client group: a rival's commit landing between an engine's read and its commit.
+/// It can also hide the client group from the next read of it, as a commit creating the
+/// group that is not yet visible there would.
 struct Interposer {
     inner: Arc<dyn Store>,
     armed: AtomicBool,
     record: std::sync::Mutex<Option<Record>>,
+    hide_group: AtomicBool,
 }
 
 impl Interposer {
@@ -238,7 +262,12 @@ impl Interposer {
             inner,
             armed: AtomicBool::new(false),
             record: std::sync::Mutex::new(None),
+            hide_group: AtomicBool::new(false),
         }
+    }
+
+    fn hide_next_group_read(&self) {
+        self.hide_group.store(true, Ordering::SeqCst);
     }
 
     fn before_next_group_write(&self, record: Record) {
@@ -254,7 +283,17 @@ impl Store for Interposer {
     }
 
     async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
-        self.inner.get(addresses).await
+        let mut got = self.inner.get(addresses).await?;
+        if addresses.iter().any(|a| matches!(a, Address::Group { .. }))
+            && self.hide_group.swap(false, Ordering::SeqCst)
+        {
+            for (address, record) in addresses.iter().zip(got.iter_mut()) {
+                if matches!(address, Address::Group { .. }) {
+                    *record = None;
+                }
+            }
+        }
+        Ok(got)
     }
 
     async fn changes(
