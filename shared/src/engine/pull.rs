@@ -145,7 +145,7 @@ impl Engine {
         if full {
             patch.push(PatchOp::Clear);
         }
-        let mut lmids = owed.clone().filter(|_| group_live).unwrap_or_default();
+        let mut lmids = owed.clone().unwrap_or_default();
         for record in records.into_values() {
             match record {
                 Record::Entity(e) => match e.value {
