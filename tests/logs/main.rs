@@ -1,11 +1,14 @@
 //! What a push logs of its input: bounded fields, escaped so that no line can be forged, no
 //! argument values, and a bounded number of lines however many mutations are rejected.
+//! A test binary of its own: see `tests/Cargo.toml`.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use integration_tests::app;
 use integration_tests::client::{caller, mutation, push_ok};
 use integration_tests::Backend;
+use replicache_dynamodb::{Engine, EngineConfig};
 use serde_json::json;
 
 /// Log output kept in memory.
@@ -40,7 +43,11 @@ async fn rejections_are_logged_bounded_escaped_and_without_argument_values() {
     // This test's thread only (a current-thread runtime): other tests log elsewhere.
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let e = crate::fresh(Backend::Memory).await;
+    let e = Engine::new(
+        Backend::Memory.store().await,
+        app::app(),
+        EngineConfig::default(),
+    );
     let forged = format!("x\nERROR forged line {}", "n".repeat(1 << 20));
     let secret = json!({"id": "m", "from": "Jane", "content": "hi", "order": "SECRET-VALUE"});
     let mut mutations = vec![

@@ -6,7 +6,6 @@ mod concurrency;
 mod fuzz_corpus;
 mod gc;
 mod handlers;
-mod logs;
 mod metrics;
 mod model_check;
 mod poke_handlers;
