@@ -10,8 +10,8 @@ pub const ANONYMOUS: &str = "anonymous";
 pub enum AuthMode {
     /// The `sub` claim API Gateway's JWT authorizer verified; no claims: 401.
     Jwt,
-    /// The raw `Authorization` header (`anonymous` when empty). For local runs and trials:
-    /// anyone can claim any user.
+    /// The raw `Authorization` header (`anonymous` when absent or empty; 401 when it is not
+    /// visible ASCII). For local runs and trials: anyone can claim any user.
     Header,
 }
 

@@ -103,6 +103,21 @@ impl Settings {
         }
     }
 
+    /// These settings if the dev server honours them all. It has no JWT authorizer in front
+    /// of it (the `Authorization` header is the user id): started with `AUTH_MODE=jwt`, it
+    /// would silently let anyone claim any user where JWTs were meant to be checked.
+    #[cfg_attr(not(feature = "dev-server"), allow(dead_code))]
+    pub(crate) fn for_dev_server(self) -> Result<Settings, ConfigError> {
+        if self.auth_mode != AuthMode::Header {
+            return Err(ConfigError::new(
+                "AUTH_MODE",
+                "the dev server verifies no JWTs (the Authorization header is the user id): \
+                 set AUTH_MODE=header or leave it unset",
+            ));
+        }
+        Ok(self)
+    }
+
     /// Reads the settings, with `default_auth` where `AUTH_MODE` is unset.
     pub fn from_env(default_auth: AuthMode) -> Result<Settings, ConfigError> {
         Self::from_lookup(default_auth, |name| std::env::var(name).ok())
@@ -236,6 +251,20 @@ mod tests {
             error(&[("AUTH_MODE", "cognito")]),
             r#"AUTH_MODE: "cognito" is neither "jwt" nor "header""#
         );
+    }
+
+    #[test]
+    fn the_dev_server_refuses_jwt_mode() {
+        let e = settings(&[("AUTH_MODE", "jwt")])
+            .unwrap()
+            .for_dev_server()
+            .unwrap_err();
+        assert_eq!(e.name(), "AUTH_MODE");
+        assert!(e.to_string().contains("verifies no JWTs"), "{e}");
+        let header = settings(&[("AUTH_MODE", "header")]).unwrap();
+        assert_eq!(header.clone().for_dev_server().unwrap(), header);
+        let unset = Settings::from_lookup(AuthMode::Header, |_| None).unwrap();
+        assert!(unset.for_dev_server().is_ok(), "the dev server's default");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::app::Operation;
 use crate::auth;
 pub use crate::auth::AuthMode;
 use crate::engine::{Caller, Engine, EngineError};
+use crate::logged;
 use crate::protocol::{PullRequest, PushRequest, Reply, VersionType};
 use crate::ticket::TicketKey;
 
@@ -143,6 +144,7 @@ impl Api {
             .headers
             .get("x-replicache-requestid")
             .and_then(|v| v.to_str().ok())
+            .map(logged::bounded)
             .unwrap_or_default();
         let span = tracing::info_span!(
             "request",
@@ -154,8 +156,19 @@ impl Api {
             replicache_request_id,
         );
         let result = self.dispatch(op, req).instrument(span.clone()).await;
+        // A server error's own text goes to the log only: it may name internals (the
+        // store's address, a table); the answer carries the request id to find it by.
+        let mut detail = None;
         let response = match result {
             Ok((status, body)) => respond(status, body),
+            Err(f) if f.status.is_server_error() => {
+                let mut body = json!({"error": f.error, "message": server_error_message(f.status)});
+                if let Some(id) = req.request_id {
+                    body["requestId"] = json!(id);
+                }
+                detail = Some(f.message);
+                respond(f.status, body)
+            }
             Err(f) => respond(f.status, json!({"error": f.error, "message": f.message})),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -176,7 +189,8 @@ impl Api {
         }
         span.in_scope(|| {
             if status >= 500 {
-                warn!(status, elapsed_ms, "{} failed", op.name());
+                let detail = detail.as_deref().unwrap_or_default();
+                warn!(status, elapsed_ms, detail, "{} failed", op.name());
             } else {
                 info!(status, elapsed_ms, "{} done", op.name());
             }
@@ -202,10 +216,17 @@ impl Api {
         if req.body.len() > self.max_body_bytes {
             return Err(self.too_large());
         }
-        let authorization = req
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let authorization = match req.headers.get(header::AUTHORIZATION) {
+            // A header the server cannot read names nobody: it must not become `anonymous`.
+            Some(v) if self.auth_mode == AuthMode::Header => Some(v.to_str().map_err(|_| {
+                Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "the Authorization header must be visible ASCII",
+                )
+            })?),
+            other => other.and_then(|v| v.to_str().ok()),
+        };
         let user = auth::user_id(self.auth_mode, req.jwt_sub, authorization)
             .map_err(|m| Failure::new(StatusCode::UNAUTHORIZED, "Unauthorized", m))?;
         let space = space_id(req.query)?;
@@ -238,13 +259,19 @@ impl Api {
         match op {
             Operation::Push => {
                 let body: PushRequest = parse_request(body)?;
-                span.record("client_group", body.client_group_id.as_str());
+                span.record(
+                    "client_group",
+                    tracing::field::debug(logged::bounded(&body.client_group_id)),
+                );
                 let reply = self.engine.push(&caller, &body).await?;
                 Ok((StatusCode::OK, reply_json(reply.map(|()| json!({})))))
             }
             Operation::Pull => {
                 let body: PullRequest = parse_request(body)?;
-                span.record("client_group", body.client_group_id.as_str());
+                span.record(
+                    "client_group",
+                    tracing::field::debug(logged::bounded(&body.client_group_id)),
+                );
                 let reply = self.engine.pull(&caller, &body).await?;
                 let reply = reply.map(|r| serde_json::to_value(r).expect("serializable"));
                 Ok((StatusCode::OK, reply_json(reply)))
@@ -375,6 +402,15 @@ fn parse_request<T: DeserializeOwned>(body: Value) -> Result<T, Failure> {
             format!("the body does not match the protocol: {e}"),
         )
     })
+}
+
+/// What the answer with a server error `status` says, in place of the error itself.
+pub(crate) fn server_error_message(status: StatusCode) -> &'static str {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        "temporarily unavailable: retry later"
+    } else {
+        "internal error: the details are in the server's log"
+    }
 }
 
 /// The `spaceID` query parameter, `default` when absent.

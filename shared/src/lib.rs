@@ -76,6 +76,7 @@ mod config;
 mod cookie;
 mod engine;
 mod error;
+mod logged;
 mod mutators;
 mod overlay;
 pub mod pokes;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{reject, Error, Result};
+use crate::protocol::SYNC_KEY;
 use crate::snapshot::recent_commits;
 use crate::store::{
     all_pages, record_bytes, Address, CommitLog, Entity, Limits, Record, Store, Version, Written,
@@ -113,8 +114,10 @@ impl Overlay {
             .collect()
     }
 
-    /// Sets `key` to `value`. A key or value too large to store is a rejection.
+    /// Sets `key` to `value`. A key or value too large to store, or a reserved key, is a
+    /// rejection.
     pub(crate) fn put(&mut self, key: &str, value: &Value) -> Result<()> {
+        check_writable(key)?;
         self.check_key(key)?;
         let record = Record::Entity(Entity {
             space: self.space.clone(),
@@ -139,6 +142,7 @@ impl Overlay {
 
     /// Deletes `key` (leaving a tombstone, so that pulls can report the deletion).
     pub(crate) fn del(&mut self, key: &str) -> Result<()> {
+        check_writable(key)?;
         self.check_key(key)?;
         self.pending.insert(key.to_owned(), None);
         Ok(())
@@ -306,4 +310,15 @@ fn entity_of(record: Option<Record>) -> Option<Entity> {
         Some(Record::Entity(e)) => Some(e),
         _ => None,
     }
+}
+
+/// Refuses the keys the server writes itself: a value stored under the sync marker would
+/// reach clients as the server's word on whether a paged sync is complete.
+fn check_writable(key: &str) -> Result<()> {
+    if key == SYNC_KEY {
+        return Err(reject(format!(
+            "{SYNC_KEY:?} is reserved for the server's sync marker"
+        )));
+    }
+    Ok(())
 }

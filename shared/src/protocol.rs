@@ -11,7 +11,7 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// too large for one response, and to `{"complete": true}` with the page that completes it.
 /// Replicache 15 does not pull again by itself after a page: pull again while this key says
 /// `complete: false` (`completeSyncs` of the client package, `packages/client`, does).
-/// Applications must not write this key.
+/// [`crate::Tx`] refuses to write it: a mutation that sets or deletes it is rejected.
 pub const SYNC_KEY: &str = "replicache-dynamodb/sync";
 
 /// Body of `POST /api/replicache/pull`.

@@ -2,9 +2,11 @@
 //! WebSocket (browsers cannot set headers on a WebSocket, and a long-lived token in a URL
 //! ends up in access logs).
 //!
-//! A ticket names a user, a space and an expiry, signed with HMAC-SHA256:
+//! A ticket names a user, a space, an expiry and a random id, signed with HMAC-SHA256:
 //! `<base64url(JSON)>.<base64url(MAC)>`. Whoever holds the key can mint tickets, so the key
 //! lives only in the functions' configuration (the stack generates it) and is never logged.
+//! A ticket opens one connection: the first `$connect` with it records its id as spent
+//! (see [`crate::Engine::connect_with_ticket`]).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -33,6 +35,9 @@ pub struct Ticket {
     /// When it expires, in seconds since the Unix epoch.
     #[serde(rename = "e")]
     pub expires_at: u64,
+    /// Random, so that each ticket issued is distinct and can be spent once.
+    #[serde(rename = "n")]
+    pub id: String,
 }
 
 /// Why a ticket was refused.
@@ -84,12 +89,17 @@ impl TicketKey {
         TicketKey(secret)
     }
 
-    /// A ticket for `user` in `space`, valid until `expires_at`.
+    /// A ticket for `user` in `space`, valid until `expires_at`, with an id of its own.
     pub fn issue(&self, user: &str, space: &str, expires_at: u64) -> String {
+        let mut id = [0u8; 16];
+        if getrandom::fill(&mut id).is_err() {
+            id.iter_mut().for_each(|b| *b = fastrand::u8(..));
+        }
         let payload = serde_json::to_vec(&Ticket {
             user: user.to_owned(),
             space: space.to_owned(),
             expires_at,
+            id: URL_SAFE_NO_PAD.encode(id),
         })
         .expect("a ticket serializes");
         let mac = self.mac(&payload).finalize().into_bytes();
@@ -145,6 +155,8 @@ mod tests {
         let ticket = key.issue("alice", "room", 100);
         let read = key.verify(&ticket, 99).unwrap();
         assert_eq!((read.user.as_str(), read.space.as_str()), ("alice", "room"));
+        let again = key.verify(&key.issue("alice", "room", 100), 99).unwrap();
+        assert_ne!(read.id, again.id, "each ticket has its own id");
         assert_eq!(key.verify(&ticket, 100), Err(TicketError::Expired));
         assert_eq!(
             TicketKey::random().verify(&ticket, 0),

@@ -164,8 +164,21 @@ test('poke connections need a valid ticket for their space', async () => {
     assert.equal(await refusedWith(server.url, `spaceID=room&ticket=${payload}.AAAA`), 401, 'bad signature');
     const ws = new WebSocket(`${server.url.replace('http', 'ws')}api/replicache/poke?spaceID=room&ticket=${body.ticket}`);
     await once(ws, 'open');
+    assert.equal(await refusedWith(server.url, `spaceID=room&ticket=${body.ticket}`), 401, 'spent');
     ws.terminate();
   } finally {
     await server.stop();
   }
+});
+
+test('AUTH_MODE=jwt stops the server with a message naming it', async () => {
+  const child = spawn(path.join(root, 'target/debug/dev-server'), ['--port', '0'], {
+    env: { ...process.env, AUTH_MODE: 'jwt' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const [code] = await once(child, 'close');
+  assert.notEqual(code, 0);
+  assert.match(stderr, /AUTH_MODE/);
 });

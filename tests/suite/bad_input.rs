@@ -4,8 +4,12 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use integration_tests::app;
+use integration_tests::counting::CountingStore;
 use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
 use replicache_dynamodb::store::memory::MemoryStore;
+use replicache_dynamodb::store::{
+    Address, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
+};
 use replicache_dynamodb::Operation;
 use replicache_dynamodb::{Engine, EngineConfig};
 use serde_json::{json, Value};
@@ -429,4 +433,238 @@ async fn a_user_id_over_512_bytes_is_401_and_nothing_is_written() {
     .await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["lastMutationIDChanges"], json!({"c1": 1}));
+}
+
+/// The API over a request-counting store of `backend`.
+async fn counted_api(backend: integration_tests::Backend) -> (Arc<CountingStore>, Api) {
+    let count = Arc::new(CountingStore::new(backend.store().await));
+    let engine = Engine::new(count.clone(), app::app(), EngineConfig::default());
+    (count, Api::new(engine, AuthMode::Header, 5 * 1024 * 1024))
+}
+
+/// A `put` of its own key by each of `clients` clients, `per_client` mutations each,
+/// interleaved so that every commit writes every client.
+fn puts_from(clients: usize, per_client: u64) -> Value {
+    let mutations: Vec<Value> = (1..=per_client)
+        .flat_map(|id| {
+            (0..clients).map(move |c| {
+                m(
+                    &format!("c{c}"),
+                    id,
+                    "put",
+                    json!({"key": format!("k{c}/{id}"), "value": 1}),
+                )
+            })
+        })
+        .collect();
+    json!(mutations)
+}
+
+crate::on_both_stores! {
+    async fn a_push_from_more_clients_than_allowed_is_400_before_any_request(backend) {
+        let (count, api) = counted_api(backend).await;
+        let most = EngineConfig::default().max_push_clients;
+        for clients in [most + 1, 4_000] {
+            let body = push_body("g1", puts_from(clients, 1));
+            let (status, r) = call(&api, Operation::Push, "alice", body).await;
+            assert_error(status, &r, StatusCode::BAD_REQUEST, "InvalidRequest");
+            assert!(r["message"].as_str().unwrap().contains(&most.to_string()), "{r}");
+            assert_eq!(count.take(), 0, "{clients} clients: nothing read or written");
+        }
+        // Many mutations of one client are one client.
+        let (status, r) = call(&api, Operation::Push, "alice", push_body("g1", puts_from(1, 500))).await;
+        assert_eq!((status, r), (StatusCode::OK, json!({})));
+    }
+
+    async fn a_push_from_the_most_clients_allowed_costs_requests_bounded_by_its_size(backend) {
+        let (count, api) = counted_api(backend).await;
+        let most = EngineConfig::default().max_push_clients;
+        let per_client = 8;
+        let body = push_body("g1", puts_from(most, per_client));
+        let (status, r) = call(&api, Operation::Push, "alice", body).await;
+        assert_eq!((status, r), (StatusCode::OK, json!({})));
+        // A commit is one read and one write, and holds 100 actions: 4 besides clients and
+        // keys (counter, group, listeners, log), a client each, a key each mutation here.
+        let mutations = most * per_client as usize;
+        let commits = mutations.div_ceil(100 - 4 - most);
+        let requests = count.take();
+        assert!(requests <= 2 * commits, "{requests} requests for {commits} commits");
+        let (lmid, keys) = view(&api, "g1", &format!("c{}", most - 1)).await;
+        assert_eq!((lmid, keys.len()), (Some(per_client), mutations));
+    }
+}
+
+/// A store whose every call fails with one error.
+struct Broken(StoreError);
+
+#[async_trait::async_trait]
+impl Store for Broken {
+    fn limits(&self) -> Limits {
+        Limits::DYNAMODB
+    }
+
+    async fn get(&self, _: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
+        Err(self.0.clone())
+    }
+
+    async fn changes(&self, _: &str, _: Version, _: Option<PageToken>) -> Result<Page, StoreError> {
+        Err(self.0.clone())
+    }
+
+    async fn entities(&self, _: &str, _: &str, _: Option<PageToken>) -> Result<Page, StoreError> {
+        Err(self.0.clone())
+    }
+
+    async fn commit_logs(&self, _: &str, _: Option<PageToken>) -> Result<Page, StoreError> {
+        Err(self.0.clone())
+    }
+
+    async fn write(&self, _: Vec<Write>) -> Result<(), StoreError> {
+        Err(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn server_errors_answer_a_request_id_and_no_internals() {
+    let internals = "dispatch failure: http://127.0.0.1:8000/ table replicache-prod";
+    for (error, want_status, want_error) in [
+        (
+            StoreError::Unavailable(internals.into()),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+        ),
+        (
+            StoreError::Rejected(internals.into()),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+        ),
+    ] {
+        let engine = Engine::new(Arc::new(Broken(error)), app::app(), EngineConfig::default());
+        let api = Api::new(engine, AuthMode::Header, 1 << 20);
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("alice"));
+        for (op, body) in [
+            (Operation::Pull, pull_body("g1", Value::Null)),
+            (
+                Operation::Push,
+                push_body(
+                    "g1",
+                    json!([m("c1", 1, "put", json!({"key": "k", "value": 1}))]),
+                ),
+            ),
+        ] {
+            let response = api
+                .handle(
+                    op,
+                    ApiRequest {
+                        method: &Method::POST,
+                        query: Some("spaceID=room"),
+                        headers: &headers,
+                        body: body.as_bytes(),
+                        jwt_sub: None,
+                        request_id: Some("req-42"),
+                    },
+                )
+                .await;
+            let status = response.status();
+            let text = response.into_body();
+            let r: Value = serde_json::from_str(&text).expect("JSON body");
+            assert_error(status, &r, want_status, want_error);
+            assert_eq!(r["requestId"], "req-42", "{r}");
+            assert!(
+                !text.contains("127.0.0.1") && !text.contains("replicache-prod"),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_sync_marker_key_is_not_for_mutators_to_write() {
+    use replicache_dynamodb::protocol::SYNC_KEY;
+    let api = api();
+    let body = push_body(
+        "g1",
+        json!([
+            m(
+                "c1",
+                1,
+                "put",
+                json!({"key": SYNC_KEY, "value": {"complete": true}})
+            ),
+            m("c1", 2, "put", json!({"key": "after", "value": 1}))
+        ]),
+    );
+    let (status, r) = call(&api, Operation::Push, "alice", body).await;
+    assert_eq!((status, r), (StatusCode::OK, json!({})));
+    let (status, full) = call(&api, Operation::Pull, "alice", pull_body("g1", Value::Null)).await;
+    assert_eq!(status, StatusCode::OK, "{full}");
+    assert_eq!(
+        full["patch"],
+        json!([{"op": "clear"}, {"op": "put", "key": "after", "value": 1}]),
+        "the put rejected"
+    );
+    let body = push_body("g1", json!([m("c1", 3, "del", json!({"key": SYNC_KEY}))]));
+    let (status, r) = call(&api, Operation::Push, "alice", body).await;
+    assert_eq!((status, r), (StatusCode::OK, json!({})));
+    let (status, diff) = call(
+        &api,
+        Operation::Pull,
+        "alice",
+        pull_body("g1", full["cookie"].clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(diff["patch"], json!([]), "the del rejected");
+    assert_eq!(diff["lastMutationIDChanges"], json!({"c1": 3}));
+}
+
+#[tokio::test]
+async fn an_authorization_header_that_is_not_ascii_is_401_not_anonymous() {
+    let api = api();
+    for bytes in [&b"\xc3\xa5lice"[..], b"\xff\xfe", b"al\x80ice"] {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_bytes(bytes).expect("obs-text is a valid header value"),
+        );
+        for (op, body) in [
+            (Operation::Pull, pull_body("g1", Value::Null)),
+            (
+                Operation::Push,
+                push_body(
+                    "g1",
+                    json!([m("c1", 1, "put", json!({"key": "k", "value": 1}))]),
+                ),
+            ),
+            (Operation::Poke, String::new()),
+        ] {
+            let response = api
+                .handle(
+                    op,
+                    ApiRequest {
+                        method: &Method::POST,
+                        query: Some("spaceID=room"),
+                        headers: &headers,
+                        body: body.as_bytes(),
+                        jwt_sub: None,
+                        request_id: None,
+                    },
+                )
+                .await;
+            let status = response.status();
+            let r: Value = serde_json::from_str(response.body()).expect("JSON body");
+            assert_error(status, &r, StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
+    }
+    // Nothing was written as `anonymous`.
+    let (status, r) = call(
+        &api,
+        Operation::Pull,
+        "anonymous",
+        pull_body("g1", Value::Null),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["lastMutationIDChanges"], json!({}), "{r}");
 }

@@ -249,3 +249,44 @@ async fn large_pulls_are_gzipped_when_the_client_accepts_it() {
         plain_text.len()
     );
 }
+
+crate::on_both_stores! {
+    async fn an_idle_client_group_is_not_taken_over_through_the_functions(backend) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        const DAY: u64 = 24 * 60 * 60;
+        let now = Arc::new(AtomicU64::new(1_800_000_000));
+        let read = now.clone();
+        let config = EngineConfig {
+            clock: replicache_dynamodb::Clock::new(move || read.load(Ordering::SeqCst)),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(backend.store().await, app::app(), config);
+        let api = Api::new(engine, AuthMode::Jwt, 5 * 1024 * 1024);
+        let as_user = |user: &str, op: &str, body: String| {
+            let mut e = with_body(event(op), &body, false);
+            e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(user);
+            e
+        };
+        let push = |user: &str, id: u64| as_user(user, "http-api-push", push_json(id));
+        let pull = |user: &str| as_user(user, "http-api-pull", pull_json(Value::Null));
+        let owner = event("http-api-push")["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
+            .as_str()
+            .expect("the fixture's user")
+            .to_owned();
+
+        assert_eq!(invoke(&api, Operation::Push, push(&owner, 1)).await.0, 200);
+        now.fetch_add(89 * DAY, Ordering::SeqCst);
+        assert_eq!(invoke(&api, Operation::Push, push(&owner, 2)).await.0, 200);
+        now.fetch_add(91 * DAY, Ordering::SeqCst);
+
+        let (status, body, _) = invoke(&api, Operation::Pull, pull("user-mallory")).await;
+        assert_eq!(status, 401, "{body}");
+        let (status, body, _) = invoke(&api, Operation::Push, push("user-mallory", 3)).await;
+        assert_eq!(status, 401, "{body}");
+        let (status, body, _) = invoke(&api, Operation::Push, push(&owner, 3)).await;
+        assert_eq!((status, body), (200, json!({})));
+        let (status, body, _) = invoke(&api, Operation::Pull, pull(&owner)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["lastMutationIDChanges"], json!({"c1": 3}));
+    }
+}

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use integration_tests::client::listeners;
+use integration_tests::counting::CountingStore;
 use lambda_http::Body;
 use replicache_dynamodb::http_api::{Api, AuthMode};
 use replicache_dynamodb::lambda;
@@ -172,4 +173,74 @@ async fn the_event_fixtures_parse_as_websocket_events() {
     let (status, _) = invoke(&s.api, event("ws-connect")).await;
     assert_eq!(status, 401);
     assert_eq!(invoke(&s.api, event("ws-disconnect")).await.0, 200);
+}
+
+crate::on_both_stores! {
+    async fn a_ticket_opens_one_connection(backend) {
+        let store = Arc::new(CountingStore::new(backend.store().await));
+        let key = TicketKey::random();
+        let engine = Engine::new(store.clone(), todo::app(), EngineConfig::default());
+        let api = Api::new(engine, AuthMode::Jwt, 5 * 1024 * 1024).with_tickets(key.clone());
+        let space = "private-alice";
+        let ticket = key.issue("alice", space, now() + 60);
+        let (status, body) = invoke(&api, connect("conn-A", space, Some(&ticket))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(store.take(), 2, "spending the ticket costs no request more");
+        for id in ["conn-B", "conn-A"] {
+            let (status, body) = invoke(&api, connect(id, space, Some(&ticket))).await;
+            assert_eq!(status, 401, "{id}: {body}");
+            assert!(body.contains("already"), "{body}");
+        }
+        assert_eq!(listeners(store.as_ref(), space).await, ["conn-A"]);
+        // Another ticket opens another connection.
+        let fresh = key.issue("alice", space, now() + 60);
+        let (status, body) = invoke(&api, connect("conn-C", space, Some(&fresh))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(listeners(store.as_ref(), space).await, ["conn-A", "conn-C"]);
+
+        // Two connects racing with one ticket: one opens.
+        let racing = key.issue("alice", space, now() + 60);
+        let (a, b) = tokio::join!(
+            invoke(&api, connect("race-1", space, Some(&racing))),
+            invoke(&api, connect("race-2", space, Some(&racing))),
+        );
+        let mut statuses = [a.0, b.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 401], "{a:?} {b:?}");
+        assert_eq!(listeners(store.as_ref(), space).await.len(), 3);
+    }
+}
+
+crate::on_both_stores! {
+    async fn one_user_cannot_take_a_spaces_poke_slots(backend) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use integration_tests::client::caller;
+        use replicache_dynamodb::Clock;
+        let store = backend.store().await;
+        let clock = Arc::new(AtomicU64::new(1_800_000_000));
+        let read = clock.clone();
+        let config = EngineConfig {
+            max_listeners: 10,
+            max_listeners_per_user: 3,
+            clock: Clock::new(move || read.load(Ordering::SeqCst)),
+            ..EngineConfig::default()
+        };
+        let e = Engine::new(store.clone(), integration_tests::app::app(), config);
+        let (mallory, alice) = (caller("mallory", "room"), caller("alice", "room"));
+        for i in 0..25 {
+            clock.fetch_add(1, Ordering::SeqCst);
+            e.connect(&mallory, &format!("m{i:02}")).await.unwrap();
+        }
+        // Mallory's newest three remain; the others made way.
+        assert_eq!(listeners(store.as_ref(), "room").await, ["m22", "m23", "m24"]);
+        for i in 0..3 {
+            e.connect(&alice, &format!("a{i}")).await.unwrap();
+        }
+        e.connect(&mallory, "m25").await.unwrap();
+        assert_eq!(
+            listeners(store.as_ref(), "room").await,
+            ["a0", "a1", "a2", "m23", "m24", "m25"],
+            "alice keeps hers"
+        );
+    }
 }

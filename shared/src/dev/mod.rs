@@ -17,6 +17,7 @@
 //! standard environment, e.g. `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local). There is no
 //! authorizer: the `Authorization` header is the user id, as in `AUTH_MODE=header`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,12 +35,12 @@ use http::{header, HeaderValue, Method, StatusCode};
 use tokio::sync::{broadcast, watch};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::app::{App, Operation};
 use crate::auth::AuthMode;
 use crate::config::Settings;
-use crate::engine::{Caller, Engine};
+use crate::engine::{Caller, Engine, EngineError};
 use crate::http_api::{Api, ApiRequest, DEFAULT_SPACE};
 use crate::pokes::{Pokes, POKE};
 use crate::store::dynamo::DynamoStore;
@@ -85,7 +86,7 @@ pub async fn run(app: App) -> Result<(), Error> {
 
 /// Runs `app` with `options`; see [`run`].
 pub async fn serve(app: App, options: Options) -> Result<(), Error> {
-    let settings = Settings::from_env(AuthMode::Header)?;
+    let settings = Settings::from_env(AuthMode::Header)?.for_dev_server()?;
     let app = settings.app(app)?;
     let store: Arc<dyn Store> = match &settings.table_name {
         Some(table) => {
@@ -114,6 +115,7 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
         engine,
         tickets,
         pokes,
+        spent: Arc::default(),
         heartbeat: Duration::from_secs(options.heartbeat_secs.max(1)),
         shutdown,
     };
@@ -148,6 +150,9 @@ struct DevState {
     engine: Engine,
     tickets: TicketKey,
     pokes: Arc<Pokes>,
+    /// The ids of tickets that have opened a connection, until they expire: as on AWS, a
+    /// ticket opens one (the dev server records no connections in the store).
+    spent: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     heartbeat: Duration,
     shutdown: watch::Receiver<bool>,
 }
@@ -270,12 +275,35 @@ async fn poke(
             return (StatusCode::UNAUTHORIZED, "a poke connection needs a ticket").into_response()
         }
     };
+    {
+        let now = state.engine.now();
+        let mut spent = state.spent.lock().unwrap_or_else(|e| e.into_inner());
+        spent.retain(|_, expires_at| *expires_at > now);
+        if spent.insert(ticket.id, ticket.expires_at).is_some() {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "the ticket has already opened a connection: get another",
+            )
+                .into_response();
+        }
+    }
     let caller = Caller {
         user: ticket.user,
         space,
     };
-    if let Err(e) = state.engine.authorize(&caller, Operation::Poke).await {
-        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
+    match state.engine.authorize(&caller, Operation::Poke).await {
+        Ok(()) => {}
+        Err(EngineError::Forbidden(why)) => return (StatusCode::FORBIDDEN, why).into_response(),
+        Err(e) => {
+            // The error's own text may name internals: it goes to the log only.
+            let status = match e {
+                EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            warn!(error = %e, "poke connection failed");
+            let message = crate::http_api::server_error_message(status);
+            return (status, message).into_response();
+        }
     }
     let receiver = state.pokes.subscribe(&caller.space);
     let (heartbeat, shutdown) = (state.heartbeat, state.shutdown.clone());

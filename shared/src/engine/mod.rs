@@ -38,6 +38,10 @@ pub struct EngineConfig {
     /// Most connections listening to one space's pokes; more are refused (they fall back on
     /// the client's `pullInterval`). Bounds the listeners record every push reads.
     pub max_listeners: usize,
+    /// Most connections one user may have listening to one space: a further one replaces
+    /// that user's oldest (most often one that closed without its `$disconnect`), so that no
+    /// user can take the space's [`EngineConfig::max_listeners`] slots from the others.
+    pub max_listeners_per_user: usize,
     /// How long a poke connection stays recorded: API Gateway closes every WebSocket after
     /// 2 hours, and `$disconnect` is best effort, so an entry expires then by itself.
     pub connection_ttl: Duration,
@@ -51,6 +55,10 @@ pub struct EngineConfig {
     /// they are unknown: a client whose next mutation id is not 1 gets
     /// `ClientStateNotFound`.
     pub client_ttl: Duration,
+    /// Most distinct clients one push may carry mutations of; a push with more answers 400
+    /// before anything is read. Every commit of a push reads and writes each of its clients,
+    /// so this bounds a push's cost per mutation; a real client group has a handful.
+    pub max_push_clients: usize,
     /// Most bytes of patch in one pull response. A larger sync is answered in pages, each
     /// cut between commits, the rest marked as to come ([`crate::protocol::SYNC_KEY`]). The
     /// default leaves room for Lambda's 6 MB response limit after base64 (a gzip response
@@ -67,9 +75,11 @@ impl Default for EngineConfig {
             retry_max_delay: Duration::from_millis(400),
             commit_log_slots: 64,
             max_listeners: 1_000,
+            max_listeners_per_user: 32,
             connection_ttl: Duration::from_secs(2 * 60 * 60),
             clock: Clock::default(),
             pull_budget_bytes: 4 * 1024 * 1024,
+            max_push_clients: 64,
             tombstone_ttl: Duration::from_secs(30 * DAY),
             client_ttl: Duration::from_secs(180 * DAY),
         }

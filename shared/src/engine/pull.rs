@@ -69,11 +69,15 @@ impl Engine {
             _ => (0, String::new()),
         };
         let now = self.config.clock.now();
-        if let Some(Record::Group(g)) = &got[1] {
-            if !expired(g.expires_at, now) {
+        // An absent or expired group is unknown, and so are its clients: their lmids are
+        // nobody's to learn (whoever pulls with its id, before pushing with it afresh).
+        let group_live = match &got[1] {
+            Some(Record::Group(g)) if !expired(g.expires_at, now) => {
                 super::check_group(g, caller)?;
+                true
             }
-        }
+            _ => false,
+        };
         let base = match cookie::base_for(&req.cookie, version, &epoch) {
             // The tombstones of deletions since may be gone: start again from scratch.
             Base::Version(c) if self.cookie_too_old(&c, now) => Base::Reset { above: c.order },
@@ -127,6 +131,15 @@ impl Engine {
             ),
         };
         let complete = cut == version;
+        // Live clients of the group while its record read absent or expired: either the
+        // commit that wrote them (and the group anew) is still becoming visible, or they are
+        // left from before groups outlived their clients. Only then is the group read again:
+        // live now, it is the one those clients were written with.
+        let group_live = group_live
+            || (records.values().any(|r| {
+                matches!(r, Record::Client(c)
+                    if c.group == req.client_group_id && !expired(c.expires_at, now))
+            }) && self.group_live(caller, &req.client_group_id, now).await?);
 
         let mut patch = Vec::new();
         if full {
@@ -147,7 +160,9 @@ impl Engine {
                     None => {}
                 },
                 Record::Client(c)
-                    if c.group == req.client_group_id && !expired(c.expires_at, now) =>
+                    if group_live
+                        && c.group == req.client_group_id
+                        && !expired(c.expires_at, now) =>
                 {
                     lmids.insert(c.id, c.lmid);
                 }
@@ -220,6 +235,23 @@ impl Engine {
 }
 
 impl Engine {
+    /// Whether the client group `group` is live at `now`, checked as the caller's.
+    async fn group_live(&self, caller: &Caller, group: &str, now: u64) -> Result<bool, Attempt> {
+        let got = self
+            .store
+            .get(&[Address::Group {
+                group: group.to_owned(),
+            }])
+            .await?;
+        match got.into_iter().next().flatten() {
+            Some(Record::Group(g)) if !expired(g.expires_at, now) => {
+                super::check_group(&g, caller)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Whether a pull from `cookie` may need tombstones already forgotten.
     fn cookie_too_old(&self, cookie: &cookie::Cookie, now: u64) -> bool {
         let horizon = self

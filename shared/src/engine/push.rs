@@ -1,7 +1,7 @@
 //! Push: run the mutations in order against an overlay, then commit once, conditioned on
 //! the space version, the clients' lmids and every key the mutators read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 use super::{Attempt, Caller, Engine, EngineError};
 use crate::app::Operation;
 use crate::error::Kind;
+use crate::logged;
 use crate::overlay::Overlay;
 use crate::protocol::{ProtocolError, PushRequest, Reply, VersionType};
 use crate::store::{
@@ -27,6 +28,15 @@ const FIXED_BYTES: usize = 256 * 1024;
 /// read: a retry then reads in one request what it read one key at a time, and holds the
 /// space for less time, on a space where pushes collide.
 const MAX_READ_AHEAD: usize = 64;
+
+/// How much longer a client group is kept than the clients a commit writes: the group is
+/// rewritten only when a commit's clients would outlive it, so at most about once per this
+/// period while it is in use rather than with every commit.
+const GROUP_SLACK: u64 = 60 * 60;
+
+/// Rejections an attempt logs one by one; its commit's log line counts them all, so that a
+/// push of many rejected mutations writes a bounded log.
+const MAX_LOGGED_REJECTIONS: usize = 10;
 
 /// How far one attempt got.
 enum Step {
@@ -89,8 +99,22 @@ impl Engine {
             return Ok(Reply::Error(e));
         }
         super::validate_id("clientGroupID", &req.client_group_id)?;
+        // The distinct clients, in the order they first appear; each is read and written
+        // by every commit of the push, so their number bounds its cost and is checked before
+        // anything is read.
+        let mut seen = HashSet::new();
+        let mut client_ids: Vec<&str> = Vec::new();
         for m in &req.mutations {
-            super::validate_id("clientID", &m.client_id)?;
+            if seen.insert(m.client_id.as_str()) {
+                if client_ids.len() == self.config.max_push_clients {
+                    return Err(EngineError::BadRequest(format!(
+                        "a push may carry mutations of at most {} clients",
+                        self.config.max_push_clients
+                    )));
+                }
+                super::validate_id("clientID", &m.client_id)?;
+                client_ids.push(&m.client_id);
+            }
         }
         self.authorize(caller, Operation::Push).await?;
         let mut outcome = PushOutcome::default();
@@ -104,7 +128,14 @@ impl Engine {
             let mut attempt = PushOutcome::default();
             let mut read = None;
             match self
-                .push_attempt(caller, req, &mut attempt, &mut read, &mut read_ahead)
+                .push_attempt(
+                    caller,
+                    req,
+                    &client_ids,
+                    &mut attempt,
+                    &mut read,
+                    &mut read_ahead,
+                )
                 .await
             {
                 Ok(step) => {
@@ -153,18 +184,13 @@ impl Engine {
         &self,
         caller: &Caller,
         req: &PushRequest,
+        client_ids: &[&str],
         outcome: &mut PushOutcome,
         listeners_read: &mut Option<Listeners>,
         read_ahead: &mut Vec<String>,
     ) -> Result<Step, Attempt> {
         let space = caller.space.as_str();
         let group_id = req.client_group_id.as_str();
-        let mut client_ids: Vec<&str> = Vec::new();
-        for m in &req.mutations {
-            if !client_ids.contains(&m.client_id.as_str()) {
-                client_ids.push(&m.client_id);
-            }
-        }
         let mut addresses = vec![
             Address::Space {
                 space: space.to_owned(),
@@ -193,19 +219,29 @@ impl Engine {
         };
         let now = self.config.clock.now();
         let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
-        // What to write of the group: nothing while it is known and far from expiring; it
-        // again (the TTL pushed back) when half its time is gone; it anew when absent or
-        // expired (an expired group is unknown, whoever had it).
-        let group_write = match got.next().flatten() {
-            Some(Record::Group(g)) if !expired(g.expires_at, now) => {
-                super::check_group(&g, caller)?;
-                let refresh_after = client_expiry - self.config.client_ttl.as_secs() / 2;
-                g.expires_at
-                    .is_none_or(|at| at < refresh_after)
-                    .then_some(Expect::Any)
+        let group = match got.next().flatten() {
+            Some(Record::Group(g)) => Some(g),
+            _ => None,
+        };
+        // An absent or expired group is unknown, whoever had it, and so are its clients:
+        // they may not be continued, only started afresh at id 1.
+        let group_live = match &group {
+            Some(g) if !expired(g.expires_at, now) => {
+                super::check_group(g, caller)?;
+                true
             }
-            Some(Record::Group(_)) => Some(Expect::Any),
-            _ => Some(Expect::Absent),
+            _ => false,
+        };
+        // The group must outlive every client it has, or it could expire (and be taken by
+        // anyone who knows its id) while its clients still hold their lmids: it is written
+        // whenever this commit's clients would outlive it, conditioned on the expiry read
+        // (every write of a group moves it forward), so that a concurrent rewrite of an
+        // expired group fails this commit instead of being overwritten.
+        let group_write = match group.as_ref().map(|g| g.expires_at) {
+            None => Some(Expect::Absent),
+            Some(None) => None,
+            Some(Some(at)) if at >= client_expiry => None,
+            Some(Some(at)) => Some(Expect::Version(at)),
         };
         let listeners = match got.next().flatten() {
             Some(Record::Listeners(l)) => Some(l),
@@ -214,13 +250,18 @@ impl Engine {
         let mut clients: BTreeMap<&str, ClientState> = BTreeMap::new();
         for (id, record) in client_ids.iter().zip(got.by_ref()) {
             let state = match record {
-                // Expired: unknown, as if TTL had deleted it (the commit is conditioned on the
-                // record read, so that a client pushing meanwhile is not overwritten).
-                Some(Record::Client(c)) if expired(c.expires_at, now) => ClientState {
-                    lmid: 0,
-                    read_version: Some(c.version),
-                    dirty: false,
-                },
+                // Expired, or of a group that is unknown now: unknown, as if TTL had deleted
+                // it (the commit is conditioned on the record read, so that a client pushing
+                // meanwhile is not overwritten).
+                Some(Record::Client(c))
+                    if expired(c.expires_at, now) || (!group_live && c.group == group_id) =>
+                {
+                    ClientState {
+                        lmid: 0,
+                        read_version: Some(c.version),
+                        dirty: false,
+                    }
+                }
                 Some(Record::Client(c)) => {
                     if c.group != group_id {
                         return Err(Attempt::Fail(EngineError::Unauthorized(format!(
@@ -255,6 +296,8 @@ impl Engine {
         }
         let overlay = Arc::new(tokio::sync::Mutex::new(fresh));
         let mut applied = 0usize;
+        // Clients this commit writes, counted as they become dirty.
+        let mut dirty_clients = 0usize;
         let mut more = false;
         for m in &req.mutations {
             let client = clients.get_mut(m.client_id.as_str()).expect("read above");
@@ -294,8 +337,12 @@ impl Engine {
             match result.map_err(|e| e.0) {
                 Ok(()) => {}
                 Err(Kind::Rejected(reason)) => {
-                    warn!(client = %m.client_id, id = m.id, mutator = %m.name, %reason,
-                        "mutation rejected; skipping it");
+                    if outcome.rejected.len() < MAX_LOGGED_REJECTIONS {
+                        warn!(client = %m.client_id, id = m.id,
+                            mutator = ?logged::bounded(&m.name),
+                            reason = ?logged::rejection_reason(&reason),
+                            "mutation rejected; skipping it");
+                    }
                     o.discard_writes();
                     rejection = Some(reason);
                 }
@@ -306,9 +353,11 @@ impl Engine {
                 Err(Kind::Store(e)) => return Err(Attempt::Fail(e.into())),
             }
             let new_client = usize::from(!client.dirty);
-            let dirty_clients = clients.values().filter(|c| c.dirty).count() + new_client;
-            let actions =
-                FIXED_ACTIONS + usize::from(group_write.is_some()) + dirty_clients + o.touched();
+            let actions = FIXED_ACTIONS
+                + usize::from(group_write.is_some())
+                + dirty_clients
+                + new_client
+                + o.touched();
             let bytes = FIXED_BYTES + o.write_bytes();
             if actions > limits.max_write_actions || bytes > limits.max_write_bytes {
                 if applied > 0 {
@@ -317,7 +366,8 @@ impl Engine {
                     more = true;
                     break;
                 }
-                warn!(client = %m.client_id, id = m.id, mutator = %m.name, actions, bytes,
+                warn!(client = %m.client_id, id = m.id, mutator = ?logged::bounded(&m.name),
+                    actions, bytes,
                     "mutation touches more than one transaction holds; skipping it");
                 o.forget();
                 rejection = Some(format!(
@@ -336,6 +386,7 @@ impl Engine {
             }
             let client = clients.get_mut(m.client_id.as_str()).expect("read above");
             client.lmid = m.id;
+            dirty_clients += usize::from(!client.dirty);
             client.dirty = true;
             applied += 1;
         }
@@ -372,7 +423,7 @@ impl Engine {
                     id: group_id.to_owned(),
                     user: caller.user.clone(),
                     space: space.to_owned(),
-                    expires_at: Some(client_expiry),
+                    expires_at: Some(client_expiry.saturating_add(GROUP_SLACK)),
                 }),
                 expect,
             });
@@ -445,6 +496,7 @@ impl Engine {
             space,
             version = new_version,
             mutations = applied,
+            rejected = outcome.rejected.len(),
             actions,
             "committed"
         );

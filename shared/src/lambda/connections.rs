@@ -27,6 +27,13 @@ pub(crate) async fn handle(
                 info!(connection = id, space = %caller.space, user = %caller.user, "poke connection opened");
                 respond(StatusCode::OK, "")
             }
+            Err((status, why)) if status.is_server_error() => {
+                warn!(connection = id, status = status.as_u16(), %why, "poke connection failed");
+                // The error's own text may name internals: the log has it, under this id.
+                let request_id = ctx.request_id.as_deref().unwrap_or_default();
+                let message = crate::http_api::server_error_message(status);
+                respond(status, &format!("{message} (request id {request_id:?})"))
+            }
             Err((status, why)) => {
                 info!(connection = id, status = status.as_u16(), %why, "poke connection refused");
                 respond(status, &why)
@@ -70,16 +77,19 @@ async fn connect(
         return Err(unauthorized("the ticket is for another space"));
     }
     let caller = Caller {
-        user: ticket.user,
-        space: ticket.space,
+        user: ticket.user.clone(),
+        space: ticket.space.clone(),
     };
-    engine.connect(&caller, id).await.map_err(|e| match e {
-        EngineError::Forbidden(why) => (StatusCode::FORBIDDEN, why),
-        EngineError::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why),
-        EngineError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
-        EngineError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
-        EngineError::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
-    })?;
+    engine
+        .connect_with_ticket(&caller, id, &ticket)
+        .await
+        .map_err(|e| match e {
+            EngineError::Forbidden(why) => (StatusCode::FORBIDDEN, why),
+            EngineError::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why),
+            EngineError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            EngineError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+            EngineError::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
+        })?;
     Ok(caller)
 }
 

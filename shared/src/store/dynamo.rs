@@ -2,7 +2,7 @@
 //! sort key `sk`, and a local secondary index `by-version` on (`pk`, `v`) that every
 //! versioned record appears in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -13,8 +13,8 @@ use aws_sdk_dynamodb::Client as DynamoClient;
 
 use super::{
     item_key, space_pk, Address, Client, CommitLog, Connection, Entity, Expect, Group, Limits,
-    Listeners, Page, PageToken, Record, SpaceMeta, Store, StoreError, Version, Write, Written,
-    CLIENT_PREFIX, COMMIT_LOG_PREFIX, ENTITY_PREFIX, LISTENERS_SK,
+    Listeners, Page, PageToken, Record, SpaceMeta, SpentTicket, Store, StoreError, Version, Write,
+    Written, CLIENT_PREFIX, COMMIT_LOG_PREFIX, ENTITY_PREFIX, LISTENERS_SK,
 };
 
 /// Name of the local secondary index on (`pk`, `v`).
@@ -206,13 +206,13 @@ impl Store for DynamoStore {
 
     async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
         let mut found: HashMap<(String, String), Record> = HashMap::new();
-        let mut wanted: Vec<Item> = Vec::new();
-        for address in addresses {
-            let key = key_item(address);
-            if !wanted.contains(&key) {
-                wanted.push(key);
-            }
-        }
+        // Each key once (BatchGetItem refuses duplicates), in time linear in the addresses.
+        let mut seen = HashSet::with_capacity(addresses.len());
+        let mut wanted: Vec<Item> = addresses
+            .iter()
+            .filter(|a| seen.insert(item_key(a)))
+            .map(key_item)
+            .collect();
         // BatchGetItem takes 100 keys and may leave some unprocessed (throttling): ask again
         // for those, backing off, a bounded number of times.
         let mut throttled = 0u32;
@@ -379,6 +379,7 @@ fn condition(address: &Address, expect: Expect) -> Condition {
             let attribute = match address {
                 Address::Space { .. } => "version",
                 Address::Listeners { .. } => "rev",
+                Address::Group { .. } => "expires_at",
                 _ => "v",
             };
             (
@@ -464,6 +465,12 @@ fn encode(record: &Record) -> Item {
                 .map(|(id, expires)| (id.clone(), n(*expires)))
                 .collect();
             set("conns", AttributeValue::M(connections));
+            let owners = l
+                .owners
+                .iter()
+                .map(|(id, owner)| (id.clone(), s(owner)))
+                .collect();
+            set("owners", AttributeValue::M(owners));
         }
         Record::Connection(c) => {
             set("space", s(&c.space));
@@ -471,6 +478,7 @@ fn encode(record: &Record) -> Item {
             // The table's TTL attribute: DynamoDB deletes the item some time after.
             set("expires_at", n(c.expires_at));
         }
+        Record::SpentTicket(t) => set("expires_at", n(t.expires_at)),
     }
     item
 }
@@ -499,6 +507,12 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             expires_at: number("expires_at").ok(),
         }));
     }
+    if let Some(id) = pk.strip_prefix("t/") {
+        return Ok(Record::SpentTicket(SpentTicket {
+            id: id.to_owned(),
+            expires_at: number("expires_at")?,
+        }));
+    }
     if let Some(id) = pk.strip_prefix("w/") {
         return Ok(Record::Connection(Connection {
             id: id.to_owned(),
@@ -519,10 +533,19 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
                 Ok((id.clone(), expires.ok_or_else(|| bad("conns"))?))
             })
             .collect::<Result<_, StoreError>>()?;
+        // Absent from items written before owners were kept.
+        let owners = item
+            .get("owners")
+            .and_then(|v| v.as_m().ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, owner)| Some((id.clone(), owner.as_s().ok()?.clone())))
+            .collect();
         return Ok(Record::Listeners(Listeners {
             space,
             rev: number("rev")?,
             connections,
+            owners,
         }));
     }
     if sk == "meta" {

@@ -65,6 +65,11 @@ pub enum Address {
         /// Connection id.
         id: String,
     },
+    /// A poke ticket that has opened a connection.
+    SpentTicket {
+        /// The ticket's id.
+        id: String,
+    },
 }
 
 /// The space's version counter.
@@ -162,6 +167,9 @@ pub struct Listeners {
     /// Connection id to expiry (seconds since the Unix epoch). An expired entry is treated
     /// as absent by every reader.
     pub connections: std::collections::BTreeMap<String, u64>,
+    /// Connection id to a digest of the user who opened it, for the cap on one user's
+    /// connections (those recorded before it was kept have none).
+    pub owners: std::collections::BTreeMap<String, String>,
 }
 
 /// A poke connection and what it listens to.
@@ -174,6 +182,17 @@ pub struct Connection {
     /// The user who opened it.
     pub user: String,
     /// When it expires (seconds since the Unix epoch); also the item's TTL.
+    pub expires_at: u64,
+}
+
+/// A poke ticket that has opened a connection: each opens one, and this record, written
+/// with the connection, makes a second `$connect` with it fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpentTicket {
+    /// The ticket's id.
+    pub id: String,
+    /// When the ticket expires (seconds since the Unix epoch); also the item's TTL: after
+    /// that the ticket itself is refused.
     pub expires_at: u64,
 }
 
@@ -194,6 +213,8 @@ pub enum Record {
     Listeners(Listeners),
     /// See [`Connection`].
     Connection(Connection),
+    /// See [`SpentTicket`].
+    SpentTicket(SpentTicket),
 }
 
 impl Record {
@@ -222,6 +243,7 @@ impl Record {
                 space: l.space.clone(),
             },
             Record::Connection(c) => Address::Connection { id: c.id.clone() },
+            Record::SpentTicket(t) => Address::SpentTicket { id: t.id.clone() },
         }
     }
 
@@ -232,18 +254,22 @@ impl Record {
             Record::Entity(e) => Some(e.version),
             Record::Client(c) => Some(c.version),
             Record::CommitLog(l) => Some(l.version),
-            Record::Space(_) | Record::Group(_) | Record::Listeners(_) | Record::Connection(_) => {
-                None
-            }
+            Record::Space(_)
+            | Record::Group(_)
+            | Record::Listeners(_)
+            | Record::Connection(_)
+            | Record::SpentTicket(_) => None,
         }
     }
 
     /// What an [`Expect::Version`] condition compares: the counter for a space, the
-    /// revision for listeners, the row version otherwise.
+    /// revision for listeners, the expiry for a client group (every write of a group moves
+    /// it forward), the row version otherwise.
     pub fn condition_version(&self) -> Option<Version> {
         match self {
             Record::Space(m) => Some(m.version),
             Record::Listeners(l) => Some(l.rev),
+            Record::Group(g) => g.expires_at,
             other => other.row_version(),
         }
     }
@@ -410,6 +436,7 @@ pub fn item_key(address: &Address) -> (String, String) {
         Address::Group { group } => (format!("g/{group}"), "group".to_owned()),
         Address::Listeners { space } => (space_pk(space), LISTENERS_SK.to_owned()),
         Address::Connection { id } => (format!("w/{id}"), "conn".to_owned()),
+        Address::SpentTicket { id } => (format!("t/{id}"), "ticket".to_owned()),
     }
 }
 
@@ -501,6 +528,11 @@ pub fn record_bytes(record: &Record) -> usize {
                     .keys()
                     .map(|id| id.len() + NUMBER + 3)
                     .sum::<usize>()
+                + "owners".len()
+                + l.owners
+                    .iter()
+                    .map(|(id, owner)| id.len() + owner.len() + 3)
+                    .sum::<usize>()
         }
         Record::Connection(c) => {
             "space".len()
@@ -510,5 +542,6 @@ pub fn record_bytes(record: &Record) -> usize {
                 + "expires_at".len()
                 + NUMBER
         }
+        Record::SpentTicket(_) => "expires_at".len() + NUMBER,
     }
 }
