@@ -49,10 +49,11 @@ async fn rejections_are_logged_bounded_escaped_and_without_argument_values() {
         EngineConfig::default(),
     );
     let forged = format!("x\nERROR forged line {}", "n".repeat(1 << 20));
-    let secret = json!({"id": "m", "from": "Jane", "content": "hi", "order": "SECRET-VALUE"});
+    // `incr` is a Rust mutator with typed arguments: serde's message would quote the value.
+    let secret = json!({"key": "counter", "by": "SECRET-VALUE"});
     let mut mutations = vec![
         mutation("c1", 1, &forged, json!({})),
-        mutation("c1", 2, "createMessage", secret),
+        mutation("c1", 2, "incr", secret),
     ];
     mutations.extend((3..=1_000).map(|id| mutation("c1", id, "fail", json!({}))));
     push_ok(&e, &caller("alice", "room"), "g1", mutations).await;
@@ -60,7 +61,7 @@ async fn rejections_are_logged_bounded_escaped_and_without_argument_values() {
     let text = logs.text();
     assert!(!text.contains("SECRET-VALUE"), "{text}");
     assert!(
-        text.contains("invalid type, expected u64"),
+        text.contains("invalid type, expected i64"),
         "says what was wrong: {text}"
     );
     assert!(
