@@ -64,6 +64,7 @@ export const mutators = {
   async forgetful(tx) { await new Promise(() => {}); },
   async notJson(tx) { await tx.set('f', () => 1); },
   async unawaited(tx) { tx.set('fire', 'forget'); },
+  plain(tx, { key }) { tx.set(key, 'plain'); },
 };
 "#;
 

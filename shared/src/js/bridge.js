@@ -105,7 +105,8 @@
     queue = [];
     waiting = null;
     outcome = null;
-    later(call).then(
+    // A mutator may be a plain function (Replicache allows `void` as well as a promise).
+    new Promise((resolve) => resolve(call())).then(
       (value) => {
         outcome = { ok: true, value: value === true };
       },

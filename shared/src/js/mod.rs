@@ -194,7 +194,9 @@ impl JsApp {
             });
         }
         shared.has_policy = exports["policy"] == json!(true);
-        shared.idle.get_mut().expect("not shared yet").push(engine);
+        if let Ok(idle) = shared.idle.get_mut() {
+            idle.push(engine);
+        }
         Ok(JsApp {
             shared: Arc::new(shared),
         })
