@@ -46,6 +46,9 @@ struct Options {
     /// Only the hot-space runs (and the floor).
     #[arg(long)]
     hot_only: bool,
+    /// Pushes of each group in the hot-space runs (default 20, half from 32 groups; quick 3).
+    #[arg(long)]
+    pushes: Option<u64>,
     /// The engine's largest retry delay after a conflict, in milliseconds (default: the
     /// engine's).
     #[arg(long)]
@@ -539,6 +542,7 @@ async fn main() {
                 &[1, 10, 100],
             )
         };
+    let pushes = options.pushes.unwrap_or(pushes);
     let mut config = EngineConfig::default();
     if let Some(ms) = options.retry_max_delay_ms {
         config.retry_max_delay = Duration::from_millis(ms);
