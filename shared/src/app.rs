@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{reject, Result};
 use crate::mutators::Mutators;
 use crate::store::{Address, Record, Store};
+use crate::tx::Tx;
 
 /// What a request does with a space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,6 +137,20 @@ impl SpaceRequest {
 type Policy =
     Arc<dyn Fn(SpaceRequest) -> Pin<Box<dyn Future<Output = Result<Access>> + Send>> + Send + Sync>;
 
+/// A mutation as a write rule sees it: its mutator's name and arguments (the user, space and
+/// client are the [`Tx`]'s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MutationRequest {
+    /// The mutator's name.
+    pub name: String,
+    /// Its arguments, as the client sent them.
+    pub args: serde_json::Value,
+}
+
+type WriteRule = Arc<
+    dyn Fn(Tx, MutationRequest) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync,
+>;
+
 /// An application: its [`Mutators`], its space policy and its schema version. Hand it to the
 /// Lambda entry point (`lambda::serve`), the local server (`dev::run`) or the test
 /// helper (`testing::TestServer`).
@@ -159,6 +174,7 @@ type Policy =
 pub struct App {
     pub(crate) mutators: Mutators,
     policy: Option<Policy>,
+    write_rule: Option<WriteRule>,
     pub(crate) schema_version: Option<String>,
 }
 
@@ -169,6 +185,7 @@ impl App {
         App {
             mutators,
             policy: None,
+            write_rule: None,
             schema_version: None,
         }
     }
@@ -184,6 +201,42 @@ impl App {
         self.policy = Some(Arc::new(move |request| {
             let policy = policy.clone();
             Box::pin(async move { policy(request).await })
+        }));
+        self
+    }
+
+    /// Runs `rule` inside the push before every mutation, with the mutation's own [`Tx`]: what
+    /// it reads becomes a condition of the commit, as for a mutator, so a rule such as "only
+    /// the members a record of the space names may write" cannot race with a concurrent change
+    /// of that record; what it writes commits with the mutation (claiming an unclaimed space,
+    /// say). A rejection rejects the mutation (skipped, its lmid advanced, nothing of it or
+    /// the rule written). One place for the rules about writes, so that no mutator repeats
+    /// them; the space policy still decides, before anything else, who may use the space.
+    ///
+    /// ```
+    /// use replicache_dynamodb::{reject, App, Mutators, MutationRequest, Result, Tx};
+    ///
+    /// /// The first user to write a space owns it; nobody else may write it.
+    /// async fn owner_only(tx: Tx, _: MutationRequest) -> Result<()> {
+    ///     match tx.get::<String>("owner").await? {
+    ///         None => tx.set("owner", tx.user()).await,
+    ///         Some(owner) if owner == tx.user() => Ok(()),
+    ///         Some(_) => Err(reject("only the owner writes here")),
+    ///     }
+    /// }
+    ///
+    /// let app = App::new(Mutators::new()).write_rule(owner_only);
+    /// # let _ = app;
+    /// ```
+    pub fn write_rule<F, Fut>(mut self, rule: F) -> Self
+    where
+        F: Fn(Tx, MutationRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let rule = Arc::new(rule);
+        self.write_rule = Some(Arc::new(move |tx, mutation| {
+            let rule = rule.clone();
+            Box::pin(async move { rule(tx, mutation).await })
         }));
         self
     }
@@ -207,6 +260,27 @@ impl App {
     /// The application's mutators.
     pub fn mutators(&self) -> &Mutators {
         &self.mutators
+    }
+
+    /// Runs mutation `name(args)` through `tx`: the write rule first (the Rust one, else the
+    /// JavaScript app's `writeRule`), then the mutator, unless the rule rejected it.
+    pub(crate) async fn run(&self, tx: Tx, name: &str, args: &serde_json::Value) -> Result<()> {
+        let mutation = || MutationRequest {
+            name: name.to_owned(),
+            args: args.clone(),
+        };
+        match &self.write_rule {
+            Some(rule) => rule(tx.clone(), mutation()).await?,
+            #[cfg(feature = "js")]
+            None => {
+                if let Some(js) = self.mutators.js.as_ref().filter(|js| js.has_write_rule()) {
+                    js.write_rule(tx.clone(), mutation()).await?;
+                }
+            }
+            #[cfg(not(feature = "js"))]
+            None => {}
+        }
+        self.mutators.run(name, tx, args.clone()).await
     }
 
     /// The policy's answer for `request`; a rejection made inside the policy denies.
@@ -233,6 +307,7 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("mutators", &self.mutators)
             .field("space_policy", &self.policy.is_some())
+            .field("write_rule", &self.write_rule.is_some())
             .field("schema_version", &self.schema_version)
             .finish()
     }

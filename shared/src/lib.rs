@@ -98,7 +98,7 @@ pub mod protocol;
 pub mod store;
 pub mod testing;
 
-pub use app::{Access, App, Operation, SpaceRequest};
+pub use app::{Access, App, MutationRequest, Operation, SpaceRequest};
 pub use engine::{Caller, Clock, Engine, EngineConfig, EngineError, PushOutcome, Rejection};
 pub use error::{reject, Error, Result};
 pub use mutators::Mutators;

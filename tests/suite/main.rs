@@ -14,6 +14,7 @@ mod pokes_aws;
 mod protocol;
 mod round_trips;
 mod template;
+mod write_rules;
 
 use std::sync::Arc;
 

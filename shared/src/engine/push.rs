@@ -325,7 +325,7 @@ impl Engine {
                 mutation_id: m.id,
             };
             let tx = Tx::new(overlay.clone(), seq, Arc::new(info));
-            let result = self.app.mutators.run(&m.name, tx, m.args.clone()).await;
+            let result = self.app.run(tx, &m.name, &m.args).await;
             let mut o = overlay.lock().await;
             o.current += 1;
             // An engine outcome the mutator ran into wins over whatever it returned.

@@ -129,6 +129,7 @@
       return JSON.stringify({
         mutators: exported !== null && (typeof exported === 'object' || typeof exported === 'function'),
         policy: typeof app().spacePolicy === 'function',
+        writeRule: typeof app().writeRule === 'function',
       });
     },
     mutate(name, argsJSON, infoJSON) {
@@ -141,6 +142,12 @@
         if (typeof mutator !== 'function') throw `unknown mutator ${JSON.stringify(name)}`;
         return mutator(writeTransaction(info), JSON.parse(argsJSON));
       });
+    },
+    // The app's `writeRule(tx, {name, args, user})`, run before a mutation with its `tx`.
+    writeRule(name, argsJSON, infoJSON) {
+      const info = JSON.parse(infoJSON);
+      const mutation = Object.freeze({ name, args: JSON.parse(argsJSON), user: info.user });
+      start(() => app().writeRule(writeTransaction(info), mutation));
     },
     policy(requestJSON) {
       const { user, space, operation } = JSON.parse(requestJSON);

@@ -18,6 +18,12 @@
 //! export async function spacePolicy({ user, space, operation, get, getIn }) {
 //!   return space === `private-${user}` || (await get('members'))?.includes(user);
 //! }
+//!
+//! // Optional: runs inside the push before every mutation, with its tx (see App::write_rule);
+//! // a throw rejects the mutation.
+//! export async function writeRule(tx, { name, args, user }) {
+//!   if (!((await tx.get('members')) ?? [user]).includes(user)) throw new Error('members only');
+//! }
 //! ```
 //!
 //! A mutator gets a `tx` like Replicache's `WriteTransaction`: `get`, `has`, `set` (and
@@ -50,7 +56,7 @@ use rquickjs::{Context, Ctx, Function, Module, Object, Runtime};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::{Access, SpaceRequest};
+use crate::app::{Access, MutationRequest, SpaceRequest};
 use crate::error::{reject, Result};
 use crate::tx::{Scan, Tx};
 
@@ -138,6 +144,7 @@ struct Shared {
     source: String,
     limits: JsLimits,
     has_policy: bool,
+    has_write_rule: bool,
     idle: Mutex<Vec<Engine>>,
 }
 
@@ -176,6 +183,7 @@ impl JsApp {
             source: source.to_owned(),
             limits,
             has_policy: false,
+            has_write_rule: false,
             idle: Mutex::new(Vec::new()),
         };
         let engine = Engine::new(&shared)?;
@@ -194,6 +202,7 @@ impl JsApp {
             });
         }
         shared.has_policy = exports["policy"] == json!(true);
+        shared.has_write_rule = exports["writeRule"] == json!(true);
         if let Ok(idle) = shared.idle.get_mut() {
             idle.push(engine);
         }
@@ -207,20 +216,44 @@ impl JsApp {
         self.shared.has_policy
     }
 
+    /// Whether the module exports `writeRule`.
+    pub fn has_write_rule(&self) -> bool {
+        self.shared.has_write_rule
+    }
+
     /// Runs mutator `name` with `args` through `tx`; a throw, an unknown name or a limit
     /// reached is a rejection.
     pub(crate) async fn mutate(&self, name: &str, tx: Tx, args: Value) -> Result<()> {
+        self.run_mutation("mutate", name, &tx, &args).await
+    }
+
+    /// Runs the module's `writeRule` for mutation `request` through `tx`; a throw rejects
+    /// the mutation.
+    pub(crate) async fn write_rule(&self, tx: Tx, request: MutationRequest) -> Result<()> {
+        self.run_mutation("writeRule", &request.name, &tx, &request.args)
+            .await
+    }
+
+    /// Runs the bridge's `entry` (`mutate` or `writeRule`) for mutation `name(args)`.
+    async fn run_mutation(
+        &self,
+        entry: &'static str,
+        name: &str,
+        tx: &Tx,
+        args: &Value,
+    ) -> Result<()> {
         let info = json!({
             "user": tx.user(),
             "clientID": tx.client_id(),
             "mutationID": tx.mutation_id(),
         });
         let start = Start::Mutate {
+            entry,
             name,
             args: args.to_string(),
             info: info.to_string(),
         };
-        match self.call(start, Host::Tx(&tx)).await? {
+        match self.call(start, Host::Tx(tx)).await? {
             Outcome::Returned(_) => Ok(()),
             Outcome::Threw(reason) => Err(reject(reason)),
         }
@@ -276,6 +309,8 @@ impl JsApp {
 /// How a call starts.
 enum Start<'a> {
     Mutate {
+        /// The bridge's function: `mutate` or `writeRule`.
+        entry: &'static str,
         name: &'a str,
         args: String,
         info: String,
@@ -364,9 +399,16 @@ async fn drive(
     let started = budget.run(engine, |ctx| {
         let bridge = bridge(&ctx)?;
         match &start {
-            Start::Mutate { name, args, info } => bridge
-                .get::<_, Function>("mutate")?
-                .call::<_, ()>((*name, args.as_str(), info.as_str())),
+            Start::Mutate {
+                entry,
+                name,
+                args,
+                info,
+            } => bridge.get::<_, Function>(*entry)?.call::<_, ()>((
+                *name,
+                args.as_str(),
+                info.as_str(),
+            )),
             Start::Policy { request } => bridge
                 .get::<_, Function>("policy")?
                 .call::<_, ()>((request.as_str(),)),
