@@ -353,3 +353,35 @@ on_both_stores! {
         assert_eq!(keys, ["k/1", "k/3", "removed/k/2"]);
     }
 }
+
+#[tokio::test]
+async fn the_todo_apps_javascript_rules_hold_on_the_server() {
+    let source = include_str!("../../apps/todo/client/mutators.js");
+    let js = JsApp::from_source("apps/todo/client/mutators.js", source).expect("loads");
+    assert!(js.has_space_policy() && js.has_write_rule());
+    let server = TestServer::new(App::new(Mutators::new()).js(js));
+    let space = "list-groceries";
+    let mallory = server.client("mallory", space);
+    let spam = json!({"id": "1", "text": "spam"});
+    let refused = rejected(mallory.mutate("createTodo", spam).await.unwrap());
+    assert!(refused.contains("unclaimed"), "{refused}");
+    let alice = server.client("alice", space);
+    alice
+        .mutate("createList", json!({"name": "Groceries"}))
+        .await
+        .unwrap();
+    alice
+        .mutate("createTodo", json!({"id": "1", "text": "apples"}))
+        .await
+        .unwrap();
+    // Claimed: a stranger is refused by the space policy before anything runs.
+    let stranger = mallory
+        .mutate("createTodo", json!({"id": "2", "text": "spam"}))
+        .await;
+    assert!(
+        matches!(stranger, Err(EngineError::Forbidden(_))),
+        "{stranger:?}"
+    );
+    let todos = server.entries(space, "todo/").await;
+    assert_eq!(todos.len(), 1, "{todos:?}");
+}

@@ -81,3 +81,20 @@ export async function spacePolicy({ user, space, get }) {
   }
   throw new Error('spaces are private-<user> or list-<id>');
 }
+
+/**
+ * Who may write, decided inside the push before every mutation (the server runs it; the
+ * client ignores it): in a shared list its members, and while it is unclaimed only the
+ * `createList` that claims it. Its reads are conditions of the commit, so a member removed
+ * meanwhile cannot slip a write in.
+ */
+export async function writeRule(tx, { name, user, space }) {
+  // A private list: the space policy admits its owner only.
+  if (!space.startsWith('list-')) return;
+  const members = await tx.get('members');
+  if (members === undefined) {
+    if (name !== 'createList') throw new Error('this list is unclaimed: createList first');
+  } else if (!members.members.includes(user)) {
+    throw new Error('not a member of this list');
+  }
+}

@@ -5,12 +5,18 @@
 //! - `private-<user>`: that user's own list; nobody else may pull, push or listen.
 //! - `list-<id>`: a shared list. Its `members` record names its owner and members; only they
 //!   may use it. A space without that record is unclaimed: whoever calls `createList` in it
-//!   first owns it.
+//!   first owns it, and nothing else may be written there until then.
+//!
+//! Who may read is the space policy's ([`space_policy`]); who may write is decided in one
+//! place too, inside the push ([`write_rule`]), so that no mutator repeats it and a member
+//! removed while a push is in flight cannot slip a write in.
 //!
 //! Keys: `todo/<id>` holds a [`Todo`], `members` the [`Members`], `meta` the list's name.
 //! The client-side mutators, mirroring these, are in `apps/todo/client/mutators.js`.
 
-use replicache_dynamodb::{reject, Access, App, Mutators, Result, SpaceRequest, Tx};
+use replicache_dynamodb::{
+    reject, Access, App, MutationRequest, Mutators, Result, SpaceRequest, Tx,
+};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
@@ -167,6 +173,22 @@ pub async fn unshare(tx: Tx, Member { user }: Member) -> Result<()> {
     tx.set("members", &members).await
 }
 
+/// Who may write: in a shared list its members, and while it is unclaimed only the
+/// `createList` that claims it. It runs inside the push with the mutation's `Tx`, so the
+/// `members` record it reads is a condition of the commit.
+pub async fn write_rule(tx: Tx, mutation: MutationRequest) -> Result<()> {
+    if !tx.space().starts_with(SHARED) {
+        // A private list: the space policy admits its owner only.
+        return Ok(());
+    }
+    match tx.get::<Members>("members").await? {
+        None if mutation.name == "createList" => Ok(()),
+        None => Err(reject("this list is unclaimed: createList first")),
+        Some(m) if m.members.iter().any(|u| u == tx.user()) => Ok(()),
+        Some(_) => Err(reject("not a member of this list")),
+    }
+}
+
 /// Who may use which list; see the crate documentation.
 pub async fn space_policy(request: SpaceRequest) -> Result<Access> {
     let space = request.space();
@@ -201,6 +223,7 @@ pub fn app() -> App {
             .register("unshare", unshare),
     )
     .space_policy(space_policy)
+    .write_rule(write_rule)
 }
 
 const PRIVATE: &str = "private-";
@@ -345,6 +368,22 @@ mod tests {
             elsewhere.pull().await,
             Err(EngineError::Forbidden(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_unclaimed_list_takes_nothing_but_its_claim() {
+        let server = TestServer::new(app());
+        let space = "list-unclaimed";
+        let mallory = server.client("mallory", space);
+        let todo = json!({"id": "1", "text": "spam"});
+        assert!(rejected(mallory.mutate("createTodo", todo).await.unwrap()));
+        assert_eq!(server.entries(space, "").await, vec![]);
+        let alice = server.client("alice", space);
+        let claim = json!({"name": "Groceries"});
+        assert_eq!(
+            alice.mutate("createList", claim).await.unwrap(),
+            Mutated::Applied
+        );
     }
 
     #[tokio::test]

@@ -143,10 +143,11 @@
         return mutator(writeTransaction(info), JSON.parse(argsJSON));
       });
     },
-    // The app's `writeRule(tx, {name, args, user})`, run before a mutation with its `tx`.
+    // The app's `writeRule(tx, {name, args, user, space})`, run before a mutation with its
+    // `tx`.
     writeRule(name, argsJSON, infoJSON) {
       const info = JSON.parse(infoJSON);
-      const mutation = Object.freeze({ name, args: JSON.parse(argsJSON), user: info.user });
+      const mutation = Object.freeze({ name, args: JSON.parse(argsJSON), user: info.user, space: info.space });
       start(() => app().writeRule(writeTransaction(info), mutation));
     },
     policy(requestJSON) {

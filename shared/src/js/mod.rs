@@ -21,7 +21,7 @@
 //!
 //! // Optional: runs inside the push before every mutation, with its tx (see App::write_rule);
 //! // a throw rejects the mutation.
-//! export async function writeRule(tx, { name, args, user }) {
+//! export async function writeRule(tx, { name, args, user, space }) {
 //!   if (!((await tx.get('members')) ?? [user]).includes(user)) throw new Error('members only');
 //! }
 //! ```
@@ -244,6 +244,7 @@ impl JsApp {
     ) -> Result<()> {
         let info = json!({
             "user": tx.user(),
+            "space": tx.space(),
             "clientID": tx.client_id(),
             "mutationID": tx.mutation_id(),
         });
