@@ -51,15 +51,23 @@
 //! - On AWS: one binary per function, each `lambda::serve(Operation::Push, app())` (or
 //!   `Pull`), deployed with the repository's `template.yaml` (feature `lambda`).
 //! - Locally: `dev::run(app())` serves push, pull, pokes and a web client on 127.0.0.1, on
-//!   an in-memory store or DynamoDB Local (feature `dev-server`).
+//!   an in-memory store (feature `dev-server`) or DynamoDB Local (`dev-server-dynamodb`).
 //! - In tests: [`testing::TestServer`] runs mutators and the policy on the in-memory store,
 //!   without HTTP.
 //!
 //! # Features
 //!
-//! `dynamodb` (the DynamoDB store), `lambda` (the Lambda entry point) and `dev-server` (the
-//! local server) are on by default. With `default-features = false` only the engine, the
-//! in-memory store and the HTTP layer are compiled.
+//! | feature | what it adds |
+//! |---|---|
+//! | `dynamodb` | the DynamoDB store |
+//! | `lambda` | the Lambda entry point (`lambda::serve`), on DynamoDB |
+//! | `dev-server` | the local server (`dev::run`) on the in-memory store, without the AWS SDK |
+//! | `dev-server-dynamodb` | the local server on DynamoDB (Local) too, when `TABLE_NAME` is set |
+//! | `js` | JavaScript apps (`js::JsApp`): the client's own mutators, run by QuickJS |
+//!
+//! All are on by default. With `default-features = false` only the engine, the in-memory
+//! store and the HTTP layer are compiled; `features = ["dev-server", "js"]` is the light
+//! build of a new app's local server.
 //!
 //! # Consistency
 //!

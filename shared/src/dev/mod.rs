@@ -43,6 +43,7 @@ use crate::config::Settings;
 use crate::engine::{Caller, Engine, EngineError};
 use crate::http_api::{Api, ApiRequest, DEFAULT_SPACE};
 use crate::pokes::{Pokes, POKE};
+#[cfg(feature = "dynamodb")]
 use crate::store::dynamo::DynamoStore;
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
@@ -89,6 +90,7 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
     let settings = Settings::from_env(AuthMode::Header)?.for_dev_server()?;
     let app = settings.app(app)?;
     let store: Arc<dyn Store> = match &settings.table_name {
+        #[cfg(feature = "dynamodb")]
         Some(table) => {
             let store = DynamoStore::from_env(table.clone()).await?;
             if options.create_table {
@@ -96,6 +98,15 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
             }
             info!(table, "store: DynamoDB");
             Arc::new(store)
+        }
+        #[cfg(not(feature = "dynamodb"))]
+        Some(_) => {
+            return Err(crate::config::ConfigError::new(
+                "TABLE_NAME",
+                "set, but this dev server was built without DynamoDB: enable the feature \
+                 dev-server-dynamodb of replicache-dynamodb, or unset it for the in-memory store",
+            )
+            .into())
         }
         None => {
             info!("store: in memory (set TABLE_NAME to use DynamoDB)");
