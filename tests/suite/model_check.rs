@@ -5,8 +5,9 @@
 //! `MODEL_SEED=<seed> cargo test -p integration-tests model_check::replay -- --ignored`).
 //! Besides the groups' pushers and the watchers, each space has a hasty client that pushes
 //! and pulls the moment another commit starts to show, so that reads meet half-visible
-//! commits (see [`HASTY_MUTATIONS`]); `scripts/mutants` checks that removing any one of the
-//! engine's safeguards makes some schedule fail.
+//! commits (see [`HASTY_MUTATIONS`]). `scripts/mutants` removes the engine's safeguards one
+//! at a time and checks that each removal makes a schedule fail (`docs/consistency.md` lists
+//! them, and the few that other tests catch instead).
 //!
 //! Checked, per schedule:
 //! - every commit of a space has the next version (serial versions);
