@@ -42,6 +42,13 @@ pub struct PutManyArgs {
     read: Option<String>,
 }
 
+/// Arguments of `copy`.
+#[derive(Deserialize)]
+pub struct CopyArgs {
+    from: String,
+    to: String,
+}
+
 /// Arguments of `readThenFail`.
 #[derive(Deserialize)]
 pub struct ReadThenFailArgs {
@@ -85,6 +92,16 @@ pub async fn put_many(tx: Tx, a: PutManyArgs) -> Result<()> {
     Ok(())
 }
 
+/// `copy {from, to}`: sets `to` to the value of `from`, or deletes `to` when `from` is absent.
+/// What it writes depends on a key it only reads, so only the commit's check on `from` can
+/// tell that the copy is stale.
+pub async fn copy(tx: Tx, a: CopyArgs) -> Result<()> {
+    match tx.get::<Value>(&a.from).await? {
+        Some(value) => tx.set(&a.to, &value).await,
+        None => tx.del(&a.to).await,
+    }
+}
+
 /// `readThenFail {keys}`: reads every key, then rejects the mutation (a rule that depends on
 /// what it read).
 pub async fn read_then_fail(tx: Tx, a: ReadThenFailArgs) -> Result<()> {
@@ -110,6 +127,7 @@ pub fn mutators() -> Mutators {
         .register("fail", fail)
         .register("putMany", put_many)
         .register("readThenFail", read_then_fail)
+        .register("copy", copy)
         .register("scanPage", scan_page)
 }
 

@@ -1,7 +1,13 @@
 //! The model check: many concurrent pushers and pullers against the adversarial in-memory
-//! store, which exposes every transaction one record at a time and reads queries one record
-//! at a time, under seeded schedules on a single-threaded runtime (a failing seed replays:
+//! store, which exposes every transaction one record at a time (some of them straggling far
+//! behind the others) and reads queries one record at a time, under seeded schedules on a
+//! single-threaded runtime (a failing seed replays:
 //! `MODEL_SEED=<seed> cargo test -p integration-tests model_check::replay -- --ignored`).
+//! Besides the groups' pushers and the watchers, each space has a hasty client that pushes
+//! and pulls the moment another commit starts to show, so that reads meet half-visible
+//! commits (see [`HASTY_MUTATIONS`]). `scripts/mutants` removes the engine's safeguards one
+//! at a time and checks that each removal makes a schedule fail (`docs/consistency.md` lists
+//! them, and the few that other tests catch instead).
 //!
 //! Checked, per schedule:
 //! - every commit of a space has the next version (serial versions);
@@ -30,7 +36,7 @@ use integration_tests::faulty::{FaultCounts, Faults, FaultyStore};
 use replicache_dynamodb::protocol::SYNC_KEY;
 use replicache_dynamodb::protocol::{Mutation, Reply};
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::store::{Limits, Record, Store};
+use replicache_dynamodb::store::{Address, Limits, Record, Store};
 use replicache_dynamodb::{Engine, EngineConfig, EngineError};
 use serde_json::{json, Value};
 
@@ -41,6 +47,26 @@ const MUTATIONS_PER_CLIENT: usize = 5;
 /// Pushers per group: two tabs of one group push the same pending mutations concurrently.
 const PUSHERS_PER_GROUP: usize = 2;
 const PULLS_PER_PULLER: usize = 6;
+/// Mutations of each space's hasty client: two of a copy, an increment and a count.
+/// The other tasks mostly start a push or pull after a back-off, and on the paused clock a
+/// sleeper wakes only once no commit is still becoming visible: they rarely read a commit
+/// half-visible. The hasty client pushes each mutation as soon as another commit's counter
+/// is visible, retrying at once (its engine does not back off), and pulls (paged, in the
+/// paged modes) from the version before that commit meanwhile: its reads land while that
+/// commit, and its own, are partly visible.
+const HASTY_MUTATIONS: u64 = 2;
+/// Reads of the space counter the hasty client makes before it lets time pass, and how many
+/// times: reading on and on would stop the paused clock, which the others' back-offs wait
+/// for.
+const HASTY_POLLS: usize = 10;
+const HASTY_WAITS: usize = 3;
+/// Pulls the hasty client makes at most while its push runs (they retry at once, so they
+/// cannot wait for the clock).
+const HASTY_PULLS: usize = 5;
+/// The most turns a straggling item of a commit waits before it is visible (see
+/// [`MemoryStore::with_stragglers`]): long enough for the hasty client's push or pull to run
+/// while a commit is half-visible.
+const STRAGGLER_TURNS: usize = 16;
 /// Actions per transaction in the model: small, so that pushes are split into several
 /// commits and some mutations are too large to commit at all.
 const MAX_WRITE_ACTIONS: usize = 8;
@@ -54,6 +80,9 @@ struct GroupPlan {
     clients: Vec<String>,
     /// The group's mutations in creation order (clients interleaved).
     mutations: Vec<Mutation>,
+    /// The hasty client's group: one task pushes its mutations one by one (see
+    /// [`HASTY_MUTATIONS`]).
+    hasty: bool,
 }
 
 fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
@@ -74,7 +103,7 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                     }
                 };
                 let hot = format!("hot/{}", rng.usize(0..3));
-                let (name, args) = match rng.usize(0..14) {
+                let (name, args) = match rng.usize(0..16) {
                     0 | 1 => ("put", json!({"key": hot, "value": rng.u32(0..100)})),
                     // Fits a transaction alone (1 to 3 keys) or never (7 keys: skipped).
                     10 => {
@@ -106,6 +135,19 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                         json!({"keys": [hot, format!("ctr/{}", rng.usize(0..2))]}),
                     ),
                     2 => ("del", json!({"key": hot})),
+                    // A write that depends on a key only read: a copy made while the commit
+                    // that wrote `from` is partly visible is stale unless the push's commit
+                    // checks `from`. Each copy goes to a key of its own, never written again,
+                    // so that a pull page that misses it leaves the client wrong for good.
+                    13 | 14 => {
+                        let from = if rng.bool() {
+                            hot
+                        } else {
+                            format!("ctr/{}", rng.usize(0..2))
+                        };
+                        let to = format!("copy/{}/{}", clients[c], next_id[c]);
+                        ("copy", json!({"from": from, "to": to}))
+                    }
                     // The same read-modify-write and scan in Rust or in JavaScript.
                     3..=5 => (
                         if rng.bool() { "incr" } else { "incrJs" },
@@ -137,8 +179,40 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                 user: format!("user{g}"),
                 clients,
                 mutations,
+                hasty: false,
             });
         }
+        let id = format!("h{s}");
+        let client = format!("{id}c0");
+        let first = rng.u64(0..3);
+        let mutations = (1..=HASTY_MUTATIONS)
+            .map(|n| {
+                let (name, args) = match (first + n) % 3 {
+                    0 => {
+                        let from = match rng.usize(0..5) {
+                            k @ 0..=2 => format!("hot/{k}"),
+                            k => format!("ctr/{}", k - 3),
+                        };
+                        let to = format!("copy/{client}/{n}");
+                        ("copy", json!({"from": from, "to": to}))
+                    }
+                    1 => (
+                        "incr",
+                        json!({"key": format!("ctr/{}", rng.usize(0..2)), "by": 1}),
+                    ),
+                    _ => ("count", json!({"prefix": "hot/", "into": "stats/hot"})),
+                };
+                mutation(&client, n, name, args)
+            })
+            .collect();
+        groups.push(GroupPlan {
+            space: format!("space{s}"),
+            id,
+            user: "hasty".to_owned(),
+            clients: vec![client],
+            mutations,
+            hasty: true,
+        });
     }
     groups
 }
@@ -185,6 +259,14 @@ fn apply_reference(data: &mut BTreeMap<String, Value>, m: &Mutation) {
             }
         }
         "readThenFail" => {}
+        "copy" => match data.get(&s("from")).cloned() {
+            Some(v) => {
+                data.insert(s("to"), v);
+            }
+            None => {
+                data.remove(&s("to"));
+            }
+        },
         other => panic!("the model does not use {other}"),
     }
 }
@@ -352,10 +434,14 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
     fastrand::seed(seed);
     let mut rng = fastrand::Rng::with_seed(seed);
     let groups = Arc::new(plan(&mut rng));
-    let store = Arc::new(MemoryStore::adversarial(seed).with_limits(Limits {
-        max_write_actions: MAX_WRITE_ACTIONS,
-        ..Limits::DYNAMODB
-    }));
+    let store = Arc::new(
+        MemoryStore::adversarial(seed)
+            .with_stragglers(STRAGGLER_TURNS)
+            .with_limits(Limits {
+                max_write_actions: MAX_WRITE_ACTIONS,
+                ..Limits::DYNAMODB
+            }),
+    );
     let faulty = faults.map(|f| {
         Arc::new(FaultyStore::with_faults(
             store.clone(),
@@ -376,19 +462,125 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
     });
     let (pushes_unavailable, pulls_unavailable) =
         (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let engine = Engine::new(
-        engine_store,
+    let config = EngineConfig {
+        commit_log_slots: 8,
+        retry_base_delay: Duration::from_millis(1),
+        pull_budget_bytes: pull_budget.unwrap_or(EngineConfig::default().pull_budget_bytes),
+        ..EngineConfig::default()
+    };
+    let hasty = Engine::new(
+        engine_store.clone(),
         app::app(),
         EngineConfig {
-            commit_log_slots: 8,
-            retry_base_delay: Duration::from_millis(1),
-            pull_budget_bytes: pull_budget.unwrap_or(EngineConfig::default().pull_budget_bytes),
-            ..EngineConfig::default()
+            retry_base_delay: Duration::ZERO,
+            ..config.clone()
         },
     );
+    let engine = Engine::new(engine_store, app::app(), config);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = tokio::task::JoinSet::new();
-    for (gi, _) in groups.iter().enumerate() {
+    for (gi, g) in groups.iter().enumerate() {
+        if g.hasty {
+            let (groups, engine, store) = (groups.clone(), hasty.clone(), store.clone());
+            let seen = seen.clone();
+            let (pushes_unavailable, pulls_unavailable) =
+                (pushes_unavailable.clone(), pulls_unavailable.clone());
+            let mut rng = fastrand::Rng::with_seed(seed ^ ((gi as u64 + 1) * 0x4a57_c0de));
+            tasks.spawn(async move {
+                let g = &groups[gi];
+                let me = caller(&g.user, &g.space);
+                // Its pulls are for pages: a complete pull checks what every pull checks.
+                // With faults, its pages would add little but time: the faults already make
+                // the other pullers retry into half-visible commits.
+                let paged = pull_budget.is_some() && faults.is_none();
+                let mut view = View::default();
+                let mut last = if paged {
+                    finish_sync(
+                        &engine,
+                        &g.space,
+                        &g.user,
+                        &g.id,
+                        &mut view,
+                        &seen,
+                        &pulls_unavailable,
+                    )
+                    .await?;
+                    version_of(&view.cookie)
+                } else {
+                    space_version(&store, &g.space).await
+                };
+                for m in &g.mutations {
+                    // Another commit's counter is visible: its other items may not be yet.
+                    'wait: for _ in 0..HASTY_WAITS {
+                        for _ in 0..HASTY_POLLS {
+                            if space_version(&store, &g.space).await != last {
+                                break 'wait;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_micros(rng.u64(1..=1000))).await;
+                    }
+                    let push = async {
+                        loop {
+                            match engine
+                                .push(&me, &push_request(&g.id, vec![m.clone()]))
+                                .await
+                            {
+                                Ok(Reply::Ok(())) => return Ok(()),
+                                // Maybe processed, maybe not: the same push again finds out.
+                                Err(EngineError::Unavailable(_)) => {
+                                    pushes_unavailable.fetch_add(1, Ordering::SeqCst);
+                                    if faults.is_some() {
+                                        let wait = rng.u64(1..=20);
+                                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                                    }
+                                }
+                                other => return Err(format!("hasty push failed: {other:?}")),
+                            }
+                        }
+                    };
+                    // Once the push's counter is visible, a paged pull's first page is the
+                    // commit before it, which may still be becoming visible.
+                    let pull = async {
+                        for _ in 0..if paged { HASTY_PULLS } else { 0 } {
+                            pull_and_check(
+                                &engine,
+                                &g.space,
+                                &g.user,
+                                &g.id,
+                                &mut view,
+                                &seen,
+                                &pulls_unavailable,
+                            )
+                            .await?;
+                            if !view.incomplete() && version_of(&view.cookie) > last {
+                                break;
+                            }
+                        }
+                        Ok::<(), String>(())
+                    };
+                    let (pushed, pulled) = tokio::join!(push, pull);
+                    pushed?;
+                    pulled?;
+                    last = if paged {
+                        finish_sync(
+                            &engine,
+                            &g.space,
+                            &g.user,
+                            &g.id,
+                            &mut view,
+                            &seen,
+                            &pulls_unavailable,
+                        )
+                        .await?;
+                        version_of(&view.cookie)
+                    } else {
+                        space_version(&store, &g.space).await
+                    };
+                }
+                Ok(())
+            });
+            continue;
+        }
         let released = Arc::new(AtomicUsize::new(0));
         let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
         for p in 0..PUSHERS_PER_GROUP {
@@ -632,7 +824,8 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
             .and_then(|v| v.last())
             .ok_or("no commits")?;
         for c in &g.clients {
-            if last.lmids.get(c).copied() != Some(MUTATIONS_PER_CLIENT as u64) {
+            let made = g.mutations.iter().filter(|m| &m.client_id == c).count();
+            if last.lmids.get(c).copied() != Some(made as u64) {
                 return Err(format!("client {c} ended at lmid {:?}", last.lmids.get(c)));
             }
         }
@@ -643,6 +836,22 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
         pushes_unavailable: pushes_unavailable.load(Ordering::SeqCst),
         pulls_unavailable: pulls_unavailable.load(Ordering::SeqCst),
     })
+}
+
+/// The space's version as its counter shows it now.
+async fn space_version(store: &MemoryStore, space: &str) -> u64 {
+    let address = Address::Space {
+        space: space.to_owned(),
+    };
+    match store
+        .get(&[address])
+        .await
+        .ok()
+        .and_then(|mut r| r.pop().flatten())
+    {
+        Some(Record::Space(m)) => m.version,
+        _ => 0,
+    }
 }
 
 /// The lmids of `state` that `group`'s pulls report: those of its own clients.

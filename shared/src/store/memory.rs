@@ -3,9 +3,10 @@
 //!
 //! In adversarial mode a transaction checks its conditions and locks its records atomically,
 //! then makes its records visible one at a time in random order, letting other tasks run in
-//! between; queries and batch reads read one record at a time the same way. While a record is
-//! locked, other transactions touching it fail with a conflict, as DynamoDB's do. The
-//! randomness is seeded, so on a single-threaded runtime a schedule replays exactly.
+//! between (and, with stragglers, sometimes for long); queries and batch reads read one
+//! record at a time the same way. While a record is locked, other transactions touching it
+//! fail with a conflict, as DynamoDB's do. The randomness is seeded, so on a single-threaded
+//! runtime a schedule replays exactly.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
@@ -26,6 +27,8 @@ const PAGE_BYTES: usize = 1024 * 1024;
 pub struct MemoryStore {
     state: Mutex<State>,
     adversary: Option<Mutex<fastrand::Rng>>,
+    /// In adversarial mode, the most turns a straggling item of a transaction waits.
+    stragglers: usize,
     limits: Limits,
 }
 
@@ -48,6 +51,7 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::new(State::default()),
             adversary: None,
+            stragglers: 0,
             limits: Limits::DYNAMODB,
         }
     }
@@ -58,6 +62,15 @@ impl MemoryStore {
             adversary: Some(Mutex::new(fastrand::Rng::with_seed(seed))),
             ..Self::new()
         }
+    }
+
+    /// In adversarial mode, makes one item in four of each transaction a straggler, which
+    /// becomes visible up to `turns` turns of the other tasks later. Without stragglers an
+    /// item waits at most two turns, and a reader must already be under way when a
+    /// transaction starts to see it half-visible; DynamoDB gives no such bound.
+    pub fn with_stragglers(mut self, turns: usize) -> Self {
+        self.stragglers = turns;
+        self
     }
 
     /// Sets the sizes the store holds (DynamoDB's by default); small limits make a model
@@ -81,6 +94,24 @@ impl MemoryStore {
     async fn interleave(&self) {
         let Some(rng) = &self.adversary else { return };
         let turns = rng.lock().unwrap_or_else(|e| e.into_inner()).usize(0..3);
+        for _ in 0..turns {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// In adversarial mode with stragglers, sometimes lets other tasks run many times.
+    async fn straggle(&self) {
+        let Some(rng) = self.adversary.as_ref().filter(|_| self.stragglers > 0) else {
+            return;
+        };
+        let turns = {
+            let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
+            if rng.usize(0..4) == 0 {
+                rng.usize(0..self.stragglers)
+            } else {
+                0
+            }
+        };
         for _ in 0..turns {
             tokio::task::yield_now().await;
         }
@@ -284,6 +315,7 @@ impl Store for MemoryStore {
         self.shuffle(&mut steps);
         for (key, write) in steps {
             self.interleave().await;
+            self.straggle().await;
             let mut state = self.lock();
             if let Write::Put { record, .. } = write {
                 state.items.insert(key.clone(), record);
