@@ -207,7 +207,8 @@ on_both_stores! {
         let mut g1 = group(store.as_ref(), "g1").await.expect("g1 was created");
         g1.expires_at = Some(now.load(Ordering::SeqCst) + 1);
         put(store.as_ref(), Record::Group(g1)).await;
-        now.fetch_add(2, Ordering::SeqCst);
+        // Two minutes on: the commit that wrote the clients is long visible.
+        now.fetch_add(120, Ordering::SeqCst);
 
         let learnt = pull_ok(&e, &bob, "g1", Value::Null).await;
         assert!(learnt.last_mutation_id_changes.is_empty(), "{learnt:?}");

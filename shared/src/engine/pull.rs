@@ -12,6 +12,10 @@ use crate::protocol::{PatchOp, PullRequest, PullResponse, Reply, VersionType};
 use crate::snapshot::{changes_at, page_at};
 use crate::store::{all_pages, expired, Address, Record, Version};
 
+/// How long a commit may take to become wholly visible, at most: far more than DynamoDB takes
+/// to finish (or recover) a transaction's commit phase (`docs/consistency.md`).
+const VISIBLE_WITHIN_SECS: u64 = 60;
+
 impl Engine {
     /// Answers a pull: cookie, lmid changes of the caller's client group, and patch, all from
     /// one snapshot of the space.
@@ -134,12 +138,34 @@ impl Engine {
         // Live clients of the group while its record read absent or expired: either the
         // commit that wrote them (and the group anew) is still becoming visible, or they are
         // left from before groups outlived their clients. Only then is the group read again:
-        // live now, it is the one those clients were written with.
-        let group_live = group_live
-            || (records.values().any(|r| {
-                matches!(r, Record::Client(c)
-                    if c.group == req.client_group_id && !expired(c.expires_at, now))
-            }) && self.group_live(caller, &req.client_group_id, now).await?);
+        // live now, it is the one those clients were written with. Still not live, clients
+        // written by one of the last commits, within the last minute, make the pull start
+        // again, as for any commit not yet visible; older ones are nobody's.
+        let client_ttl = self.config.client_ttl.as_secs();
+        let recent_from = version.saturating_sub(u64::from(self.config.commit_log_slots));
+        let mut orphans = records.values().filter_map(|r| match r {
+            Record::Client(c) if c.group == req.client_group_id && !expired(c.expires_at, now) => {
+                Some(c)
+            }
+            _ => None,
+        });
+        let group_live = match orphans.next() {
+            Some(first) if !group_live => {
+                let live = self.group_live(caller, &req.client_group_id, now).await?;
+                let becoming_visible = std::iter::once(first).chain(orphans).any(|c| {
+                    let written_at = c.expires_at.map(|at| at.saturating_sub(client_ttl));
+                    c.version > recent_from
+                        && written_at.is_some_and(|t| t.saturating_add(VISIBLE_WITHIN_SECS) > now)
+                });
+                if !live && becoming_visible {
+                    return Err(Attempt::Retry(
+                        "a recent commit wrote clients of a group not yet visible".into(),
+                    ));
+                }
+                live
+            }
+            _ => group_live,
+        };
 
         let mut patch = Vec::new();
         if full {
