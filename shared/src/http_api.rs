@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tracing::{info, warn, Instrument};
 
-use crate::app::Operation;
+use crate::access::Operation;
 use crate::auth;
 pub use crate::auth::AuthMode;
 use crate::engine::{Caller, Engine, EngineError};

@@ -25,7 +25,8 @@ pub use pokes::ApiGatewayPoker;
 
 use std::time::Duration;
 
-use crate::app::{App, Operation};
+use crate::access::Operation;
+use crate::app::App;
 use crate::auth::AuthMode;
 use crate::config::{ConfigError, Settings};
 use crate::engine::Engine;

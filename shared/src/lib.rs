@@ -77,6 +77,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod app;
 mod auth;
 #[cfg(any(feature = "lambda", feature = "dev-server"))]
@@ -106,7 +107,8 @@ pub mod protocol;
 pub mod store;
 pub mod testing;
 
-pub use app::{Access, App, MutationRequest, Operation, SpaceRequest};
+pub use access::{Access, MutationRequest, Operation, SpaceRequest};
+pub use app::App;
 pub use engine::{Caller, Clock, Engine, EngineConfig, EngineError, PushOutcome, Rejection};
 pub use error::{reject, Error, Result};
 pub use mutators::Mutators;

@@ -37,7 +37,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tracing::{debug, info, warn};
 
-use crate::app::{App, Operation};
+use crate::access::Operation;
+use crate::app::App;
 use crate::auth::AuthMode;
 use crate::config::Settings;
 use crate::engine::{Caller, Engine, EngineError};

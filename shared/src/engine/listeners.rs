@@ -5,7 +5,7 @@
 use tracing::{debug, warn};
 
 use super::{Caller, Engine, EngineError};
-use crate::app::Operation;
+use crate::access::Operation;
 use crate::store::{
     Address, Connection, Expect, Listeners, Record, SpentTicket, StoreError, Write,
 };

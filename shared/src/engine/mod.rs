@@ -10,7 +10,8 @@ pub use push::{PushOutcome, Rejection};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::{Access, App, Operation, SpaceRequest};
+use crate::access::{Access, Operation, SpaceRequest};
+use crate::app::App;
 use crate::error::Kind;
 use crate::pokes::Poker;
 use crate::protocol::{ProtocolError, VersionType, PROTOCOL_VERSION};

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use tracing::debug;
 
 use super::{Attempt, Caller, Engine, EngineError};
-use crate::app::Operation;
+use crate::access::Operation;
 use crate::cookie::{self, Base};
 use crate::protocol::SYNC_KEY;
 use crate::protocol::{PatchOp, PullRequest, PullResponse, Reply, VersionType};

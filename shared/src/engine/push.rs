@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tracing::{debug, info, warn};
 
 use super::{Attempt, Caller, Engine, EngineError};
-use crate::app::Operation;
+use crate::access::Operation;
 use crate::error::Kind;
 use crate::logged;
 use crate::overlay::Overlay;

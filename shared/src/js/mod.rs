@@ -56,7 +56,7 @@ use rquickjs::{Context, Ctx, Function, Module, Object, Runtime};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::{Access, MutationRequest, SpaceRequest};
+use crate::access::{Access, MutationRequest, SpaceRequest};
 use crate::error::{reject, Result};
 use crate::tx::{Scan, Tx};
 
