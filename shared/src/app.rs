@@ -131,16 +131,18 @@ impl App {
     /// Runs mutation `name(args)` through `tx`: the write rule first (the Rust one, else the
     /// JavaScript app's `writeRule`), then the mutator, unless the rule rejected it.
     pub(crate) async fn run(&self, tx: Tx, name: &str, args: &serde_json::Value) -> Result<()> {
-        let mutation = || MutationRequest {
-            name: name.to_owned(),
-            args: args.clone(),
-        };
         match &self.write_rule {
-            Some(rule) => rule(tx.clone(), mutation()).await?,
+            Some(rule) => {
+                let mutation = MutationRequest {
+                    name: name.to_owned(),
+                    args: args.clone(),
+                };
+                rule(tx.clone(), mutation).await?
+            }
             #[cfg(feature = "js")]
             None => {
                 if let Some(js) = self.mutators.js.as_ref().filter(|js| js.has_write_rule()) {
-                    js.write_rule(tx.clone(), mutation()).await?;
+                    js.write_rule(&tx, name, args).await?;
                 }
             }
             #[cfg(not(feature = "js"))]

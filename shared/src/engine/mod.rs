@@ -282,6 +282,23 @@ fn validate_id(what: &str, id: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Whether the client group read is live at `now`: absent or expired, it is unknown (and so
+/// are its clients), whoever had it. A live group belongs to the user who first pushed with
+/// it, in the space it pushed to: anyone else is refused.
+fn live_group(
+    group: Option<&crate::store::Group>,
+    caller: &Caller,
+    now: u64,
+) -> Result<bool, Attempt> {
+    match group {
+        Some(g) if !crate::store::expired(g.expires_at, now) => {
+            check_group(g, caller)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// A client group belongs to the user who first pushed with it, in the space it pushed to
 /// (the caller checks that it has not expired).
 fn check_group(group: &crate::store::Group, caller: &Caller) -> Result<(), Attempt> {

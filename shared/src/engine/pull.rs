@@ -76,10 +76,7 @@ impl Engine {
         // An absent or expired group is unknown, and so are its clients: their lmids are
         // nobody's to learn (whoever pulls with its id, before pushing with it afresh).
         let group_live = match &got[1] {
-            Some(Record::Group(g)) if !expired(g.expires_at, now) => {
-                super::check_group(g, caller)?;
-                true
-            }
+            Some(Record::Group(g)) => super::live_group(Some(g), caller, now)?,
             _ => false,
         };
         let base = match cookie::base_for(&req.cookie, version, &epoch) {
@@ -270,10 +267,7 @@ impl Engine {
             }])
             .await?;
         match got.into_iter().next().flatten() {
-            Some(Record::Group(g)) if !expired(g.expires_at, now) => {
-                super::check_group(&g, caller)?;
-                Ok(true)
-            }
+            Some(Record::Group(g)) => super::live_group(Some(&g), caller, now),
             _ => Ok(false),
         }
     }

@@ -225,13 +225,7 @@ impl Engine {
         };
         // An absent or expired group is unknown, whoever had it, and so are its clients:
         // they may not be continued, only started afresh at id 1.
-        let group_live = match &group {
-            Some(g) if !expired(g.expires_at, now) => {
-                super::check_group(g, caller)?;
-                true
-            }
-            _ => false,
-        };
+        let group_live = super::live_group(group.as_ref(), caller, now)?;
         // The group must outlive every client it has, or it could expire (and be taken by
         // anyone who knows its id) while its clients still hold their lmids: it is written
         // whenever this commit's clients would outlive it, conditioned on the expiry read

@@ -56,7 +56,7 @@ use rquickjs::{Context, Ctx, Function, Module, Object, Runtime};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::access::{Access, MutationRequest, SpaceRequest};
+use crate::access::{Access, SpaceRequest};
 use crate::error::{reject, Result};
 use crate::tx::{Scan, Tx};
 
@@ -227,11 +227,10 @@ impl JsApp {
         self.run_mutation("mutate", name, &tx, &args).await
     }
 
-    /// Runs the module's `writeRule` for mutation `request` through `tx`; a throw rejects
+    /// Runs the module's `writeRule` for mutation `name(args)` through `tx`; a throw rejects
     /// the mutation.
-    pub(crate) async fn write_rule(&self, tx: Tx, request: MutationRequest) -> Result<()> {
-        self.run_mutation("writeRule", &request.name, &tx, &request.args)
-            .await
+    pub(crate) async fn write_rule(&self, tx: &Tx, name: &str, args: &Value) -> Result<()> {
+        self.run_mutation("writeRule", name, tx, args).await
     }
 
     /// Runs the bridge's `entry` (`mutate` or `writeRule`) for mutation `name(args)`.
