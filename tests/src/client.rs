@@ -136,16 +136,6 @@ impl View {
     }
 }
 
-/// The order a cookie compares by, as the client reads it.
-pub fn order(cookie: &Value) -> f64 {
-    match cookie {
-        Value::Null => f64::NEG_INFINITY,
-        Value::Number(n) => n.as_f64().unwrap_or(0.0),
-        Value::Object(o) => o.get("order").and_then(Value::as_f64).unwrap_or(0.0),
-        _ => panic!("unexpected cookie {cookie}"),
-    }
-}
-
 /// The keys a patch puts, in order.
 pub fn puts(patch: &[PatchOp]) -> Vec<&str> {
     patch
