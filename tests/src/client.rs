@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use replicache_dynamodb::engine::{Caller, Engine, EngineError};
 use replicache_dynamodb::protocol::{
     Mutation, PatchOp, PullRequest, PullResponse, PushRequest, Reply, SYNC_KEY,
 };
-use replicache_dynamodb::{Caller, Engine, EngineError};
 use serde_json::{json, Value};
 
 /// A caller in `space` as `user`.

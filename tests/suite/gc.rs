@@ -12,11 +12,11 @@ use integration_tests::client::{
     caller, mutation, pull, pull_ok, push_ok, push_request, puts, View,
 };
 use integration_tests::cookies::above;
+use replicache_dynamodb::engine::{Clock, Engine, EngineConfig, EngineError};
 use replicache_dynamodb::protocol::{PatchOp, ProtocolError, Reply};
 use replicache_dynamodb::store::{
     Address, Expect, Group, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
 };
-use replicache_dynamodb::{Clock, Engine, EngineConfig, EngineError};
 use serde_json::{json, Value};
 
 use crate::on_both_stores;

@@ -34,11 +34,11 @@ use integration_tests::app;
 use integration_tests::client::{caller, mutation, pull_request, push_request, View};
 use integration_tests::cookies::compare;
 use integration_tests::faulty::{FaultCounts, Faults, FaultyStore};
+use replicache_dynamodb::engine::{Engine, EngineConfig, EngineError};
 use replicache_dynamodb::protocol::SYNC_KEY;
 use replicache_dynamodb::protocol::{Mutation, Reply};
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{Address, Limits, Record, Store};
-use replicache_dynamodb::{Engine, EngineConfig, EngineError};
 use serde_json::{json, Value};
 
 const SPACES: usize = 2;

@@ -4,8 +4,8 @@ use integration_tests::client::{
     caller, create, mutation, pull, pull_ok, push_ok, push_request, puts, View,
 };
 use integration_tests::cookies::above;
+use replicache_dynamodb::engine::EngineError;
 use replicache_dynamodb::protocol::{PatchOp, ProtocolError, Reply};
-use replicache_dynamodb::EngineError;
 use serde_json::{json, Value};
 
 use crate::{fresh, on_both_stores};
@@ -346,7 +346,8 @@ on_both_stores! {
 
     async fn a_connection_made_while_a_push_runs_is_poked_for_its_commit(backend) {
         use integration_tests::recording::RecordingPoker;
-        use replicache_dynamodb::{App, EngineConfig, Engine, Mutators, Tx};
+        use replicache_dynamodb::{App, Mutators, Tx};
+        use replicache_dynamodb::engine::{EngineConfig, Engine};
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
         let store = backend.store().await;

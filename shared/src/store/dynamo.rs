@@ -12,13 +12,13 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client as DynamoClient;
 
 use super::layout::{
-    attr, CONNECTION_PK_PREFIX, GROUP_PK_PREFIX, META_SK, SPACE_PK_PREFIX, TICKET_PK_PREFIX,
-    VERSION_INDEX,
+    attr, CLIENT_PREFIX, CONNECTION_PK_PREFIX, GROUP_PK_PREFIX, LISTENERS_SK, META_SK,
+    SPACE_PK_PREFIX, TICKET_PK_PREFIX, VERSION_INDEX,
 };
 use super::{
     item_key, space_pk, Address, Client, CommitLog, Connection, Entity, Expect, Group, Limits,
     Listeners, Page, PageToken, Record, SpaceMeta, SpentTicket, Store, StoreError, Version, Write,
-    Written, CLIENT_PREFIX, COMMIT_LOG_PREFIX, ENTITY_PREFIX, LISTENERS_SK,
+    Written, COMMIT_LOG_PREFIX, ENTITY_PREFIX,
 };
 
 type Item = HashMap<String, AttributeValue>;

@@ -6,6 +6,7 @@
 use super::{Address, Record, Written};
 
 /// Name of the local secondary index on (`pk`, `v`) that every versioned record appears in.
+#[cfg(feature = "dynamodb")]
 pub(crate) const VERSION_INDEX: &str = "by-version";
 
 /// Attribute names.

@@ -13,13 +13,12 @@
 //! Nothing in the engine depends on which implementation it runs on.
 
 #[cfg(feature = "dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub mod dynamo;
 mod layout;
 pub mod memory;
 
-pub(crate) use layout::{
-    item_key, record_bytes, space_pk, CLIENT_PREFIX, COMMIT_LOG_PREFIX, ENTITY_PREFIX, LISTENERS_SK,
-};
+pub(crate) use layout::{item_key, record_bytes, space_pk, COMMIT_LOG_PREFIX, ENTITY_PREFIX};
 
 use async_trait::async_trait;
 

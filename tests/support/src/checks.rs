@@ -33,11 +33,12 @@ use crate::cookies::compare;
 use arbitrary::{Arbitrary, Unstructured};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use replicache_dynamodb::engine::{Clock, Engine, EngineConfig};
 use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
 use replicache_dynamodb::protocol::SYNC_KEY;
 use replicache_dynamodb::protocol::{PullRequest, PushRequest};
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::{Clock, Engine, EngineConfig, Operation};
+use replicache_dynamodb::Operation;
 use serde_json::{json, Map, Value};
 
 /// The production default body limit.
@@ -227,8 +228,8 @@ fn request<T: serde::de::DeserializeOwned>(body: &[u8]) -> T {
 /// existing clients, groups and keys.
 const PREPUSHED: usize = 2;
 
-/// The push target: `data` as a push on a fresh store holding the first [`PREPUSHED`] pushes of
-/// [`history`], then again.
+/// The push target: `data` as a push on a fresh store holding the first `PREPUSHED` pushes of
+/// `history`, then again.
 pub fn push(data: &[u8]) {
     let input = HttpInput::parse(data);
     fastrand::seed(0);
