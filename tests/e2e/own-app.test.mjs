@@ -95,7 +95,7 @@ async function assertTheAppsPolicy(base) {
 }
 
 test("the new app's own test passes", () => {
-  const out = cargo(app, 'test', '--quiet');
+  const out = cargo(app, 'test', '--quiet', '--tests');
   assert.match(out, /test result: ok\. 2 passed; 0 failed/);
 });
 
@@ -146,7 +146,7 @@ test('the library resolves by git, and from its package alone (no workspace to i
   // The package, as crates.io would have it: manifest normalized, only shared/'s files.
   const packages = path.join(scratch, 'package');
   mkdirSync(packages);
-  cargo(root, 'package', '-p', 'replicache-dynamodb', '--no-verify', '--allow-dirty', '--quiet', '--target-dir', packages);
+  cargo(root, 'package', '-p', 'replicache-dynamodb', '--no-verify', '--allow-dirty', '--offline', '--quiet', '--target-dir', packages);
   const crate = readdirSync(path.join(packages, 'package')).find((f) => f.endsWith('.crate'));
   execFileSync('tar', ['xzf', path.join(packages, 'package', crate), '-C', packages]);
   const byPackage = path.join(scratch, 'by-package');
