@@ -136,14 +136,23 @@ test("the new app's dev server runs its policy, and says when its web client is 
   }
 });
 
-test('the library resolves by git, and from its package alone (no workspace to inherit from)', () => {
-  const tree = (dir) => cargo(dir, 'tree', '--depth', '1', '--edges', 'normal', '--prefix', 'none');
-  // By git: cargo checks the repository out and finds the crate and its workspace's fields there.
+const tree = (dir) => cargo(dir, 'tree', '--depth', '1', '--edges', 'normal', '--prefix', 'none');
+
+test('the library resolves by git: cargo finds the crate and its workspace fields in a checkout', (t) => {
+  try {
+    execFileSync('git', ['-C', root, 'rev-parse', '--git-dir'], { stdio: 'ignore' });
+  } catch {
+    t.skip('this copy of the repository is not a git checkout');
+    return;
+  }
   const byGit = path.join(scratch, 'by-git');
   execFileSync(path.join(root, 'scripts/new-app'), [byGit, '--git', `file://${root}`], { stdio: 'ignore' });
-  assert.match(tree(byGit), new RegExp(`^replicache-dynamodb v0\\.1\\.0 \\(file://${root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}#[0-9a-f]{8,40}\\)$`, 'm'));
+  const escaped = root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  assert.match(tree(byGit), new RegExp(`^replicache-dynamodb v0\\.1\\.0 \\(file://${escaped}#[0-9a-f]{8,40}\\)$`, 'm'));
+});
 
-  // The package, as crates.io would have it: manifest normalized, only shared/'s files.
+test('the library resolves from its package alone, with no workspace to inherit from', () => {
+  // As crates.io would have it: the manifest written out in full, only shared/'s files.
   const packages = path.join(scratch, 'package');
   mkdirSync(packages);
   cargo(root, 'package', '-p', 'replicache-dynamodb', '--no-verify', '--allow-dirty', '--offline', '--quiet', '--target-dir', packages);
@@ -152,6 +161,12 @@ test('the library resolves by git, and from its package alone (no workspace to i
   const byPackage = path.join(scratch, 'by-package');
   execFileSync(path.join(root, 'scripts/new-app'), [byPackage, '--path', path.join(packages, crate.replace(/\.crate$/, ''))], { stdio: 'ignore' });
   assert.match(tree(byPackage), /^replicache-dynamodb v0\.1\.0 \(\/.*\/package\/replicache-dynamodb-0\.1\.0\)$/m);
+  // And it holds every source file, so that it compiles as the path dependency above does.
+  const listed = new Set(cargo(root, 'package', '-p', 'replicache-dynamodb', '--list', '--allow-dirty', '--offline').split('\n'));
+  const sources = readdirSync(path.join(root, 'shared/src'), { recursive: true, withFileTypes: true })
+    .filter((f) => f.isFile())
+    .map((f) => path.relative(path.join(root, 'shared'), path.join(f.parentPath ?? f.path, f.name)));
+  assert.deepEqual(sources.filter((f) => !listed.has(f)), []);
 });
 
 test("the README's Rust code is the starter's, verbatim", () => {
