@@ -14,7 +14,7 @@ async fn creates_a_todo() {
 
 #[tokio::test]
 async fn only_the_owner_may_use_a_private_space() {
-    use replicache_dynamodb::EngineError;
+    use replicache_dynamodb::engine::EngineError;
 
     let server = TestServer::new(myapp::app());
     let bob = server.client("bob", "private-alice");
