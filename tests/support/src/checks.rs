@@ -7,7 +7,7 @@
 //!
 //! - no panic and no 5xx: the in-memory store never throttles and, used by one request at a
 //!   time, never conflicts, so not even a 503 is acceptable here;
-//! - a well-formed answer: JSON, the status and `error` the README documents, a message;
+//! - a well-formed answer: JSON, the status and `error` docs/http.md documents, a message;
 //! - `push` (on a store where two pushes were made before): a replayed push answers the same
 //!   and changes nothing; after `{}`, every client's lmid is the largest id it pushed, or what
 //!   it was if larger (no mutation lost, none processed twice);
