@@ -528,125 +528,151 @@ fn encode(record: &Record) -> Item {
     item
 }
 
-fn decode(item: &Item) -> Result<Record, StoreError> {
-    let bad = |what: &str| StoreError::Rejected(format!("malformed item: {what} in {item:?}"));
-    let text = |name: &str| -> Result<String, StoreError> {
-        item.get(name)
+/// An item's attributes, read with errors that name what is malformed.
+struct Fields<'a>(&'a Item);
+
+impl Fields<'_> {
+    fn bad(&self, what: &str) -> StoreError {
+        StoreError::Rejected(format!("malformed item: {what} in {:?}", self.0))
+    }
+
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        self.0
+            .get(name)
             .and_then(|v| v.as_s().ok())
             .cloned()
-            .ok_or_else(|| bad(name))
-    };
-    let number = |name: &str| -> Result<u64, StoreError> {
-        item.get(name)
+            .ok_or_else(|| self.bad(name))
+    }
+
+    fn number(&self, name: &str) -> Result<u64, StoreError> {
+        self.0
+            .get(name)
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad(name))
-    };
-    let pk = text(attr::PK)?;
-    let sk = text(attr::SK)?;
+            .ok_or_else(|| self.bad(name))
+    }
+}
+
+fn decode(item: &Item) -> Result<Record, StoreError> {
+    let f = Fields(item);
+    let pk = f.text(attr::PK)?;
+    let sk = f.text(attr::SK)?;
     if let Some(group) = pk.strip_prefix(GROUP_PK_PREFIX) {
         return Ok(Record::Group(Group {
             id: group.to_owned(),
-            user: text(attr::USER)?,
-            space: text(attr::SPACE)?,
-            expires_at: number(attr::EXPIRES_AT).ok(),
+            user: f.text(attr::USER)?,
+            space: f.text(attr::SPACE)?,
+            expires_at: f.number(attr::EXPIRES_AT).ok(),
         }));
     }
     if let Some(id) = pk.strip_prefix(TICKET_PK_PREFIX) {
         return Ok(Record::SpentTicket(SpentTicket {
             id: id.to_owned(),
-            expires_at: number(attr::EXPIRES_AT)?,
+            expires_at: f.number(attr::EXPIRES_AT)?,
         }));
     }
     if let Some(id) = pk.strip_prefix(CONNECTION_PK_PREFIX) {
         return Ok(Record::Connection(Connection {
             id: id.to_owned(),
-            space: text(attr::SPACE)?,
-            user: text(attr::USER)?,
-            expires_at: number(attr::EXPIRES_AT)?,
+            space: f.text(attr::SPACE)?,
+            user: f.text(attr::USER)?,
+            expires_at: f.number(attr::EXPIRES_AT)?,
         }));
     }
     let space = pk
         .strip_prefix(SPACE_PK_PREFIX)
-        .ok_or_else(|| bad(attr::PK))?
+        .ok_or_else(|| f.bad(attr::PK))?
         .to_owned();
+    decode_in_space(&f, space, &sk)
+}
+
+/// An item of `space`, by its sort key `sk`.
+fn decode_in_space(f: &Fields<'_>, space: String, sk: &str) -> Result<Record, StoreError> {
     if sk == LISTENERS_SK {
-        let connections = item
-            .get(attr::CONNS)
-            .and_then(|v| v.as_m().ok())
-            .ok_or_else(|| bad(attr::CONNS))?
-            .iter()
-            .map(|(id, expires)| {
-                let expires = expires.as_n().ok().and_then(|n| n.parse().ok());
-                Ok((id.clone(), expires.ok_or_else(|| bad(attr::CONNS))?))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        // Absent from items written before owners were kept.
-        let owners = item
-            .get(attr::OWNERS)
-            .and_then(|v| v.as_m().ok())
-            .into_iter()
-            .flatten()
-            .filter_map(|(id, owner)| Some((id.clone(), owner.as_s().ok()?.clone())))
-            .collect();
-        return Ok(Record::Listeners(Listeners {
-            space,
-            rev: number(attr::REV)?,
-            connections,
-            owners,
-        }));
+        return decode_listeners(f, space);
     }
     if sk == META_SK {
         return Ok(Record::Space(SpaceMeta {
             space,
-            version: number(attr::SPACE_VERSION)?,
-            epoch: text(attr::EPOCH)?,
+            version: f.number(attr::SPACE_VERSION)?,
+            epoch: f.text(attr::EPOCH)?,
         }));
     }
     if let Some(key) = sk.strip_prefix(ENTITY_PREFIX) {
         return Ok(Record::Entity(Entity {
             space,
             key: key.to_owned(),
-            version: number(attr::VERSION)?,
-            value: item.get(attr::VALUE).and_then(|v| v.as_s().ok()).cloned(),
-            expires_at: number(attr::EXPIRES_AT).ok(),
+            version: f.number(attr::VERSION)?,
+            value: f.0.get(attr::VALUE).and_then(|v| v.as_s().ok()).cloned(),
+            expires_at: f.number(attr::EXPIRES_AT).ok(),
         }));
     }
     if let Some(id) = sk.strip_prefix(CLIENT_PREFIX) {
         return Ok(Record::Client(Client {
             space,
             id: id.to_owned(),
-            group: text(attr::GROUP)?,
-            version: number(attr::VERSION)?,
-            lmid: number(attr::LMID)?,
-            expires_at: number(attr::EXPIRES_AT).ok(),
+            group: f.text(attr::GROUP)?,
+            version: f.number(attr::VERSION)?,
+            lmid: f.number(attr::LMID)?,
+            expires_at: f.number(attr::EXPIRES_AT).ok(),
         }));
     }
     if let Some(slot) = sk.strip_prefix(COMMIT_LOG_PREFIX) {
-        let written = item
-            .get(attr::WRITTEN)
+        return decode_commit_log(f, space, slot);
+    }
+    Err(f.bad(attr::SK))
+}
+
+fn decode_listeners(f: &Fields<'_>, space: String) -> Result<Record, StoreError> {
+    let connections =
+        f.0.get(attr::CONNS)
+            .and_then(|v| v.as_m().ok())
+            .ok_or_else(|| f.bad(attr::CONNS))?
+            .iter()
+            .map(|(id, expires)| {
+                let expires = expires.as_n().ok().and_then(|n| n.parse().ok());
+                Ok((id.clone(), expires.ok_or_else(|| f.bad(attr::CONNS))?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+    // Absent from items written before owners were kept.
+    let owners =
+        f.0.get(attr::OWNERS)
+            .and_then(|v| v.as_m().ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, owner)| Some((id.clone(), owner.as_s().ok()?.clone())))
+            .collect();
+    Ok(Record::Listeners(Listeners {
+        space,
+        rev: f.number(attr::REV)?,
+        connections,
+        owners,
+    }))
+}
+
+fn decode_commit_log(f: &Fields<'_>, space: String, slot: &str) -> Result<Record, StoreError> {
+    let written =
+        f.0.get(attr::WRITTEN)
             .and_then(|v| v.as_l().ok())
-            .ok_or_else(|| bad(attr::WRITTEN))?
+            .ok_or_else(|| f.bad(attr::WRITTEN))?
             .iter()
             .map(|w| {
-                let w = w.as_s().map_err(|_| bad(attr::WRITTEN))?;
+                let w = w.as_s().map_err(|_| f.bad(attr::WRITTEN))?;
                 if let Some(k) = w.strip_prefix(ENTITY_PREFIX) {
                     Ok(Written::Entity(k.to_owned()))
                 } else if let Some(c) = w.strip_prefix(CLIENT_PREFIX) {
                     Ok(Written::Client(c.to_owned()))
                 } else {
-                    Err(bad(attr::WRITTEN))
+                    Err(f.bad(attr::WRITTEN))
                 }
             })
             .collect::<Result<_, _>>()?;
-        return Ok(Record::CommitLog(CommitLog {
-            space,
-            slot: slot.parse().map_err(|_| bad("slot"))?,
-            version: number(attr::VERSION)?,
-            written,
-        }));
-    }
-    Err(bad(attr::SK))
+    Ok(Record::CommitLog(CommitLog {
+        space,
+        slot: slot.parse().map_err(|_| f.bad("slot"))?,
+        version: f.number(attr::VERSION)?,
+        written,
+    }))
 }
 
 fn encode_token(key: &Item) -> PageToken {
