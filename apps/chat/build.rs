@@ -1,6 +1,6 @@
 //! Picks the JavaScript app compiled into the chat crate, and so into the functions and the
 //! dev server: `APP_BUNDLE` at build time (a JavaScript developer's own bundle, deployed
-//! without a line of Rust), or the chat's own `web/src/mutators.js`.
+//! without a line of Rust), or the chat's own `apps/chat/web/src/mutators.js`.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ fn main() {
     let root = manifest.join("../..");
     let name = std::env::var_os("APP_BUNDLE")
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "web/src/mutators.js".into());
+        .unwrap_or_else(|| "apps/chat/web/src/mutators.js".into());
     let bundle = root.join(&name);
     println!("cargo:rerun-if-changed={}", bundle.display());
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo")).join("app.js");

@@ -2,7 +2,7 @@
 // client groups, two users) chat in one space through the dev server, and each sees the
 // other's messages and deletions within 2 seconds, by pokes.
 //
-// Needs web/dist built (cd web && npm install && npm run build), target/debug/dev-server
+// Needs apps/chat/web/dist built (npm ci --prefix apps/chat/web && npm run --prefix apps/chat/web build), target/debug/dev-server
 // (cargo build -p dev-server) and Chromium (CHROMIUM_PATH, default /usr/bin/chromium).
 // Run: node --test tests/e2e/browser.test.mjs
 

@@ -121,7 +121,7 @@ test("the new app's dev server runs its policy, and says when its web client is 
     assert.equal(
       await page.text(),
       `The web client is not built: ${webDir} has no index.html.\n`
-        + 'The chat demo: npm run --prefix web build (./scripts/dev builds it and starts this server).\n'
+        + 'The chat demo: ./scripts/dev builds it and starts this server.\n'
         + "Your own app: point --web-dir (or WEB_DIR) at your client's build.\n",
     );
     // Once built, a missing file is a plain 404.

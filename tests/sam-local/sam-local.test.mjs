@@ -92,7 +92,7 @@ async function startApi(envVars, logName = 'start-api.log') {
     '--skip-pull-image',
     '--env-vars', envVars,
     '--parameter-overrides', parameters('header'),
-    '--static-dir', path.join(root, 'web/dist'),
+    '--static-dir', path.join(root, 'apps/chat/web/dist'),
     '--layer-cache-basedir', layers,
     ...debug,
   ], { cwd: root, env: samEnv, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,5 +1,5 @@
 //! The chat of Replicache's "Bring Your Own Backend" tutorial, as an application of
-//! `replicache-dynamodb`: the demo in `web/` runs it. Its mutators exist once, in JavaScript:
+//! `replicache-dynamodb`: the demo in `web/` (its client) runs it. Its mutators exist once, in JavaScript:
 //! the server runs the client's own `web/src/mutators.js`, compiled into this crate.
 //!
 //! Any signed-in user may read and write any space (no space policy).
@@ -11,7 +11,7 @@
 use replicache_dynamodb::js::{JsApp, JsError};
 use replicache_dynamodb::{App, Mutators};
 
-/// The JavaScript app compiled in: `web/src/mutators.js`, or the `APP_BUNDLE` of the build.
+/// The JavaScript app compiled in: `apps/chat/web/src/mutators.js`, or the `APP_BUNDLE` of the build.
 pub const MUTATORS_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/app.js"));
 /// The file [`MUTATORS_JS`] was read from, for messages.
 const MUTATORS_FILE: &str = env!("APP_BUNDLE_NAME");

@@ -86,6 +86,15 @@ pub async fn run(app: App) -> Result<(), Error> {
     serve(app, Options::parse()).await
 }
 
+/// [`run`], serving the web client in `web_dir` unless `--web-dir` or `WEB_DIR` names another:
+/// for an app whose dev server knows where its client's build lies.
+pub async fn run_with_web_dir(app: App, web_dir: &'static str) -> Result<(), Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    crate::telemetry::init();
+    let command = Options::command().mut_arg("web_dir", |arg| arg.default_value(web_dir));
+    serve(app, Options::from_arg_matches(&command.get_matches())?).await
+}
+
 /// Runs `app` with `options`; see [`run`].
 pub async fn serve(app: App, options: Options) -> Result<(), Error> {
     let settings = Settings::from_env(AuthMode::Header)?.for_dev_server()?;
@@ -376,7 +385,7 @@ async fn not_found(web_dir: PathBuf) -> Response {
     }
     let message = format!(
         "The web client is not built: {} has no index.html.\n\
-         The chat demo: npm run --prefix web build (./scripts/dev builds it and starts this server).\n\
+         The chat demo: ./scripts/dev builds it and starts this server.\n\
          Your own app: point --web-dir (or WEB_DIR) at your client's build.\n",
         web_dir.display()
     );
