@@ -237,7 +237,7 @@ impl Engine {
             Some(Some(at)) if at >= client_expiry => None,
             Some(Some(at)) => Some(Expect::Version(at)),
         };
-        let listeners = match got.next().flatten() {
+        let mut listeners = match got.next().flatten() {
             Some(Record::Listeners(l)) => Some(l),
             _ => None,
         };
@@ -461,15 +461,14 @@ impl Engine {
             });
         }
         // A connection registered after the read above fails the commit, so that the poke
-        // after it reaches every connection registered before it.
-        writes.push(Write::Check {
-            address: Address::Listeners {
-                space: space.to_owned(),
-            },
-            expect: listeners
-                .as_ref()
-                .map_or(Expect::Absent, |l| Expect::Version(l.rev)),
-        });
+        // after it reaches every connection registered before it; those whose space policy
+        // read a key this commit writes are marked for it to run again.
+        writes.push(super::listeners::listeners_write(
+            space,
+            &mut listeners,
+            entity_writes.keys(),
+            new_version,
+        ));
         let slots = self.config.commit_log_slots.max(1);
         writes.push(Write::Put {
             record: Record::CommitLog(CommitLog {

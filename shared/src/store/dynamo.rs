@@ -471,6 +471,22 @@ fn encode(record: &Record) -> Item {
                 .map(|(id, owner)| (id.clone(), s(owner)))
                 .collect();
             set("owners", AttributeValue::M(owners));
+            if !l.watches.is_empty() {
+                let watches = l
+                    .watches
+                    .iter()
+                    .map(|(id, watch)| (id.clone(), s(watch)))
+                    .collect();
+                set("watches", AttributeValue::M(watches));
+            }
+            if !l.recheck.is_empty() {
+                let recheck = l
+                    .recheck
+                    .iter()
+                    .map(|(id, version)| (id.clone(), n(*version)))
+                    .collect();
+                set("recheck", AttributeValue::M(recheck));
+            }
         }
         Record::Connection(c) => {
             set("space", s(&c.space));
@@ -541,11 +557,34 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             .flatten()
             .filter_map(|(id, owner)| Some((id.clone(), owner.as_s().ok()?.clone())))
             .collect();
+        // Absent when no connection's policy read anything.
+        let watches = item
+            .get("watches")
+            .and_then(|v| v.as_m().ok())
+            .into_iter()
+            .flatten()
+            .map(|(id, watch)| {
+                let watch = watch.as_s().map_err(|_| bad("watches"))?;
+                Ok((id.clone(), watch.clone()))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let recheck = item
+            .get("recheck")
+            .and_then(|v| v.as_m().ok())
+            .into_iter()
+            .flatten()
+            .map(|(id, version)| {
+                let version = version.as_n().ok().and_then(|n| n.parse().ok());
+                Ok((id.clone(), version.ok_or_else(|| bad("recheck"))?))
+            })
+            .collect::<Result<_, StoreError>>()?;
         return Ok(Record::Listeners(Listeners {
             space,
             rev: number("rev")?,
             connections,
             owners,
+            watches,
+            recheck,
         }));
     }
     if sk == "meta" {
