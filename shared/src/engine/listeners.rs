@@ -567,3 +567,107 @@ fn owner_digest(user: &str) -> String {
     let digest = Sha256::digest(user.as_bytes());
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(space: &str, key: &str, version: Option<Version>) -> PolicyRead {
+        PolicyRead {
+            space: space.to_owned(),
+            key: key.to_owned(),
+            version,
+        }
+    }
+
+    #[test]
+    fn a_watch_lists_the_keys_of_its_space_once_each_and_conditions_on_them() {
+        assert!(
+            Watch::of("s", &[]).recorded.is_none(),
+            "read nothing: no watch"
+        );
+        let w = Watch::of(
+            "s",
+            &[
+                read("s", "members", Some(3)),
+                read("s", "members", Some(3)),
+                read("s", "x", None),
+            ],
+        );
+        let recorded = w.recorded.unwrap();
+        assert_eq!(recorded.split(' ').count(), 2);
+        assert!(recorded.contains(&key_digest("members")));
+        assert_eq!(w.checks.len(), 2);
+        assert!(w.checks.contains(&Write::Check {
+            address: Address::Entity {
+                space: "s".into(),
+                key: "x".into()
+            },
+            expect: Expect::Absent,
+        }));
+        let foreign = Watch::of("s", &[read("s", "a", None), read("teams", "t", Some(1))]);
+        assert_eq!(foreign.recorded.as_deref(), Some(WATCH_ALL));
+        assert!(
+            foreign.checks.is_empty(),
+            "checked before every poke instead"
+        );
+        let many: Vec<PolicyRead> = (0..=MAX_WATCHED_KEYS)
+            .map(|i| read("s", &format!("k{i}"), None))
+            .collect();
+        assert_eq!(Watch::of("s", &many).recorded.as_deref(), Some(WATCH_ALL));
+    }
+
+    #[test]
+    fn a_commit_marks_only_the_connections_watching_what_it_wrote() {
+        let mut listeners = Some(Listeners {
+            space: "s".into(),
+            rev: 7,
+            watches: [
+                ("member".to_owned(), key_digest("members")),
+                ("all".to_owned(), WATCH_ALL.to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            ..Listeners::default()
+        });
+        let unchanged = listeners.clone();
+        let check = listeners_write("s", &mut listeners, &["todo/1".to_owned()], 8);
+        assert!(matches!(
+            check,
+            Write::Check {
+                expect: Expect::Version(7),
+                ..
+            }
+        ));
+        assert_eq!(
+            listeners, unchanged,
+            "nothing watched written: nothing changes"
+        );
+
+        let put = listeners_write("s", &mut listeners, &["members".to_owned()], 8);
+        let Write::Put {
+            record: Record::Listeners(l),
+            expect,
+        } = put
+        else {
+            panic!("{put:?}")
+        };
+        assert_eq!(
+            expect,
+            Expect::Version(7),
+            "conditioned on the revision read"
+        );
+        assert_eq!(l.rev, 8);
+        assert_eq!(l.recheck, [("member".to_owned(), 8)].into_iter().collect());
+        assert_eq!(Some(l), listeners, "the poke sees the marks");
+
+        let mut none = None;
+        assert!(matches!(
+            listeners_write("s", &mut none, &["members".to_owned()], 1),
+            Write::Check {
+                expect: Expect::Absent,
+                ..
+            }
+        ));
+    }
+}
