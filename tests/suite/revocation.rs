@@ -161,3 +161,46 @@ crate::on_both_stores! {
         assert_eq!(poker.take(), [(space.to_owned(), vec![])], "nobody to poke");
     }
 }
+
+crate::on_both_stores! {
+    async fn a_connection_whose_policy_fails_is_not_poked_until_it_admits_again(backend) {
+        // The test app with a policy of members, and an outage switch it reads: while the
+        // policy fails, the connections in doubt are neither poked nor closed.
+        let app = integration_tests::app::app().space_policy(|request| async move {
+            if request.get::<bool>("outage").await?.unwrap_or(false) {
+                return Err(replicache_dynamodb::store::StoreError::Unavailable("down".into()).into());
+            }
+            let members = request.get::<Vec<String>>("members").await?.unwrap_or_default();
+            Ok(replicache_dynamodb::Access::from(members.iter().any(|m| m == request.user())))
+        });
+        let store = backend.store().await;
+        let poker = Arc::new(RecordingPoker::default());
+        let engine = Engine::new(store.clone(), app, EngineConfig::default())
+            .with_poker(poker.clone());
+        let space = "room";
+        let put = |id: u64, key: &str, value: Value| {
+            mutation("c", id, "put", json!({"key": key, "value": value}))
+        };
+        let alice = caller("alice", space);
+        // Nobody is a member yet: the policy refuses alice's push, so she starts the room
+        // through an engine without a policy.
+        let open = Engine::new(store.clone(), integration_tests::app::app(), EngineConfig::default());
+        push(&open, &alice, vec![put(1, "members", json!(["alice", "bob"]))]).await;
+        engine.connect(&alice, "a").await.unwrap();
+        engine.connect(&caller("bob", space), "b").await.unwrap();
+        poker.take();
+
+        push(&engine, &alice, vec![put(2, "outage", json!(true))]).await;
+        assert_eq!(poker.take(), [(space.to_owned(), vec![])], "nobody poked while in doubt");
+        assert!(poker.take_closed().is_empty(), "nor closed");
+        assert_eq!(listeners(store.as_ref(), space).await, ["a", "b"]);
+
+        push(&open, &alice, vec![put(3, "outage", json!(false))]).await;
+        push(&engine, &alice, vec![put(4, "x", json!(1))]).await;
+        assert_eq!(
+            poker.take(),
+            [(space.to_owned(), vec!["a".to_owned(), "b".to_owned()])],
+            "admitted again, both are poked"
+        );
+    }
+}
