@@ -22,13 +22,14 @@ use clap::Parser;
 use integration_tests::client::{caller, mutation, pull_ok, push_ok, push_request, View};
 use integration_tests::counting::CountingStore;
 use integration_tests::dynamodb_local;
+use replicache_dynamodb::engine::{Engine, EngineConfig, EngineError};
 use replicache_dynamodb::js::JsApp;
 use replicache_dynamodb::protocol::{PullResponse, Reply, SYNC_KEY};
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{
     Address, Client, CommitLog, Entity, Expect, Record, SpaceMeta, Store, Write, Written,
 };
-use replicache_dynamodb::{App, Engine, EngineConfig, EngineError, Mutators, Tx};
+use replicache_dynamodb::{App, Mutators, Tx};
 use serde_json::{json, Value};
 
 #[derive(Parser)]

@@ -2,4 +2,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| replicache_dynamodb_fuzz::checks::pull(data));
+fuzz_target!(|data: &[u8]| test_support::checks::pull(data));

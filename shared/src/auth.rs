@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 /// The user of requests without an `Authorization` header in header mode.
-pub const ANONYMOUS: &str = "anonymous";
+pub(crate) const ANONYMOUS: &str = "anonymous";
 
 /// Where the user id comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +29,10 @@ impl FromStr for AuthMode {
 
 /// Longest user id accepted, in bytes (OpenID Connect caps `sub` at 255 characters). The
 /// client group record holds it, so an unbounded one could make a commit too large to store.
-pub const MAX_USER_BYTES: usize = 512;
+pub(crate) const MAX_USER_BYTES: usize = 512;
 
 /// The user id of a request, or why there is none.
-pub fn user_id(
+pub(crate) fn user_id(
     mode: AuthMode,
     jwt_sub: Option<&str>,
     authorization: Option<&str>,

@@ -5,11 +5,11 @@ use crate::auth::AuthMode;
 use crate::engine::EngineConfig;
 
 /// Default request body limit: 5 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
 /// Process settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// `TABLE_NAME`: the DynamoDB table; `None` selects the in-memory store where allowed.
     pub table_name: Option<String>,
     /// `AUTH_MODE`: `jwt` or `header`.
@@ -31,7 +31,7 @@ pub struct Settings {
 /// A setting with a value that cannot be used.
 #[derive(thiserror::Error)]
 #[error("{name}: {message}")]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     name: &'static str,
     message: String,
 }
@@ -47,7 +47,7 @@ impl ConfigError {
 
     /// The environment variable at fault.
     #[cfg_attr(not(feature = "lambda"), allow(dead_code))]
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.name
     }
 }
@@ -61,7 +61,7 @@ impl std::fmt::Debug for ConfigError {
 
 impl Settings {
     /// The engine's configuration under these settings.
-    pub fn engine_config(&self) -> EngineConfig {
+    pub(crate) fn engine_config(&self) -> EngineConfig {
         let default = EngineConfig::default();
         EngineConfig {
             schema_version: self.schema_version.clone(),
@@ -72,7 +72,7 @@ impl Settings {
 
     /// `TABLE_NAME`, which the Lambda functions cannot run without.
     #[cfg_attr(not(feature = "lambda"), allow(dead_code))]
-    pub fn required_table_name(&self) -> Result<&str, ConfigError> {
+    pub(crate) fn required_table_name(&self) -> Result<&str, ConfigError> {
         self.table_name.as_deref().ok_or_else(|| {
             ConfigError::new(
                 "TABLE_NAME",
@@ -83,7 +83,7 @@ impl Settings {
 
     /// `app`, with the JavaScript app `APP_BUNDLE` names if it is set. A bundle that cannot
     /// be read, does not compile or exports no mutators is an error naming its file and line.
-    pub fn app(&self, app: App) -> Result<App, ConfigError> {
+    pub(crate) fn app(&self, app: App) -> Result<App, ConfigError> {
         let Some(path) = &self.app_bundle else {
             return Ok(app);
         };
@@ -119,12 +119,12 @@ impl Settings {
     }
 
     /// Reads the settings, with `default_auth` where `AUTH_MODE` is unset.
-    pub fn from_env(default_auth: AuthMode) -> Result<Settings, ConfigError> {
+    pub(crate) fn from_env(default_auth: AuthMode) -> Result<Settings, ConfigError> {
         Self::from_lookup(default_auth, |name| std::env::var(name).ok())
     }
 
     /// Reads the settings through `lookup` (the environment, or a test's map).
-    pub fn from_lookup(
+    pub(crate) fn from_lookup(
         default_auth: AuthMode,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {

@@ -25,7 +25,7 @@ const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// a string, which the client compares as strings) a string `"<that string>~<16 digits>"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Order {
+pub(crate) enum Order {
     /// A number, at most 2^53 - 1.
     Number(u64),
     /// A string that sorts after the foreign cookie it replaced.
@@ -34,7 +34,7 @@ pub enum Order {
 
 /// A cookie this server issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cookie {
+pub(crate) struct Cookie {
     /// What the client compares.
     pub order: Order,
     /// Space version of the snapshot.
@@ -51,7 +51,7 @@ pub struct Cookie {
 
 /// Where a pull starts from, decided from the request's cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Base {
+pub(crate) enum Base {
     /// No cookie: send `clear` and the whole view.
     Null,
     /// A cookie of ours at a version the server can diff from.
@@ -66,14 +66,14 @@ pub enum Base {
 
 impl Cookie {
     /// The cookie as JSON, as it goes into a pull response.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("a cookie always serializes")
     }
 }
 
 /// Decides how to answer a pull whose cookie is `cookie`, for a space now at `version` in
 /// `epoch`.
-pub fn base_for(cookie: &Value, version: u64, epoch: &str) -> Base {
+pub(crate) fn base_for(cookie: &Value, version: u64, epoch: &str) -> Base {
     if cookie.is_null() {
         return Base::Null;
     }
@@ -88,7 +88,7 @@ pub fn base_for(cookie: &Value, version: u64, epoch: &str) -> Base {
 }
 
 /// The cookie answering a pull from `base` with the state at `version` of `epoch`.
-pub fn next_cookie(base: &Base, version: u64, epoch: &str) -> Cookie {
+pub(crate) fn next_cookie(base: &Base, version: u64, epoch: &str) -> Cookie {
     let order = match base {
         Base::Null => Order::Number(version.min(MAX_SAFE_INTEGER)),
         Base::Version(c) => advance(&c.order, version - c.version),

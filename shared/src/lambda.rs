@@ -102,8 +102,8 @@ async fn api_from_env(op: Operation, app: App) -> Result<Api, ConfigError> {
         }
     }
     let api = Api::new(engine, settings.auth_mode, settings.max_body_bytes);
-    let key =
-        crate::ticket::TicketKey::from_env().map_err(|e| ConfigError::new("POKE_TICKET_KEY", e))?;
+    let key = crate::ticket::TicketKey::from_env()
+        .map_err(|e| ConfigError::new("POKE_TICKET_KEY", e.to_string()))?;
     Ok(match key {
         Some(key) => api.with_tickets(key),
         None if op == Operation::Poke => {

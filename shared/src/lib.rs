@@ -55,6 +55,24 @@
 //! - In tests: [`testing::TestServer`] runs mutators and the policy on the in-memory store,
 //!   without HTTP.
 //!
+//! # What lives where
+//!
+//! The crate root holds what an application author uses: [`App`], [`Mutators`], [`Tx`] and
+//! [`Scan`], [`reject`] with [`Error`] and [`Result`], and the space policy's [`Access`],
+//! [`Operation`], [`SpaceRequest`] and [`MutationRequest`]. The rest is for those who
+//! embed or extend it:
+//!
+//! | module | for |
+//! |---|---|
+//! | [`testing`] | unit tests of an app: [`testing::TestServer`] |
+//! | `dev`, `lambda` | serving an app locally or on AWS |
+//! | `js` | an app written in JavaScript |
+//! | [`engine`] | running push and pull yourself: [`engine::Engine`] over a store |
+//! | [`http_api`] | the HTTP layer over an engine, for another server |
+//! | [`store`] | the storage contract, the in-memory store, the DynamoDB store |
+//! | [`protocol`] | the Replicache wire types |
+//! | [`pokes`], [`ticket`] | telling clients to pull, and the tickets poke sockets open with |
+//!
 //! # Features
 //!
 //! | feature | what it adds |
@@ -75,7 +93,9 @@
 //! one snapshot and applies every mutation exactly once is in the repository's
 //! `docs/consistency.md`.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod access;
 mod app;
@@ -83,7 +103,6 @@ mod auth;
 #[cfg(any(feature = "lambda", feature = "dev-server"))]
 mod config;
 mod cookie;
-mod engine;
 mod error;
 mod logged;
 mod mutators;
@@ -97,11 +116,15 @@ pub mod ticket;
 mod tx;
 
 #[cfg(feature = "dev-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dev-server")))]
 pub mod dev;
+pub mod engine;
 pub mod http_api;
 #[cfg(feature = "js")]
+#[cfg_attr(docsrs, doc(cfg(feature = "js")))]
 pub mod js;
 #[cfg(feature = "lambda")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lambda")))]
 pub mod lambda;
 pub mod protocol;
 pub mod store;
@@ -109,7 +132,6 @@ pub mod testing;
 
 pub use access::{Access, MutationRequest, Operation, SpaceRequest};
 pub use app::App;
-pub use engine::{Caller, Clock, Engine, EngineConfig, EngineError, PushOutcome, Rejection};
 pub use error::{reject, Error, Result};
 pub use mutators::Mutators;
 pub use tx::{Scan, Tx};

@@ -10,7 +10,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Installs the global subscriber: JSON lines when running in Lambda (CloudWatch parses
 /// them), readable lines elsewhere. The levels come from `RUST_LOG` (default `info`): a
 /// level and `target=level` pairs, comma-separated, such as `warn,replicache_dynamodb=debug`.
-pub fn init() {
+pub(crate) fn init() {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())

@@ -4,29 +4,29 @@
 //! application installs a recorder.
 
 /// Request latency (milliseconds; label `operation`: push, pull, poke).
-pub const LATENCY_MS: &str = "latency_ms";
+pub(crate) const LATENCY_MS: &str = "latency_ms";
 /// Answers with status 503 (label `operation`).
-pub const UNAVAILABLE: &str = "unavailable";
+pub(crate) const UNAVAILABLE: &str = "unavailable";
 /// Answers with a status of 500 or more (label `operation`).
-pub const ERRORS_5XX: &str = "errors_5xx";
+pub(crate) const ERRORS_5XX: &str = "errors_5xx";
 /// Bytes of a pull's answer before compression.
-pub const PULL_BYTES: &str = "pull_bytes";
+pub(crate) const PULL_BYTES: &str = "pull_bytes";
 /// Bytes of a compressed answer.
-pub const BYTES_COMPRESSED: &str = "bytes_compressed";
+pub(crate) const BYTES_COMPRESSED: &str = "bytes_compressed";
 /// Pages of incomplete syncs answered.
-pub const PULL_PAGES: &str = "pull_pages";
+pub(crate) const PULL_PAGES: &str = "pull_pages";
 /// Pulls answered with a reset (`clear` and the whole space).
-pub const PULL_RESETS: &str = "pull_resets";
+pub(crate) const PULL_RESETS: &str = "pull_resets";
 /// Pull attempts repeated because a commit was partly visible.
-pub const PULL_RETRIES: &str = "pull_retries";
+pub(crate) const PULL_RETRIES: &str = "pull_retries";
 /// Mutations applied.
-pub const MUTATIONS_APPLIED: &str = "mutations_applied";
+pub(crate) const MUTATIONS_APPLIED: &str = "mutations_applied";
 /// Mutations rejected (by the application, or too large to commit).
-pub const MUTATIONS_REJECTED: &str = "mutations_rejected";
+pub(crate) const MUTATIONS_REJECTED: &str = "mutations_rejected";
 /// Push attempts repeated after a conflicting commit.
-pub const PUSH_CONFLICTS: &str = "push_conflicts";
+pub(crate) const PUSH_CONFLICTS: &str = "push_conflicts";
 /// Pushes answered `ClientStateNotFound`.
-pub const CLIENT_STATE_NOT_FOUND: &str = "client_state_not_found";
+pub(crate) const CLIENT_STATE_NOT_FOUND: &str = "client_state_not_found";
 /// Execution environments started (Lambda cold starts).
 #[cfg(feature = "lambda")]
-pub const COLD_STARTS: &str = "cold_starts";
+pub(crate) const COLD_STARTS: &str = "cold_starts";

@@ -6,7 +6,7 @@
 //! `<base64url(JSON)>.<base64url(MAC)>`. Whoever holds the key can mint tickets, so the key
 //! lives only in the functions' configuration (the stack generates it) and is never logged.
 //! A ticket opens one connection: the first `$connect` with it records its id as spent
-//! (see [`crate::Engine::connect_with_ticket`]).
+//! (see [`crate::engine::Engine::connect_with_ticket`]).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -51,30 +51,34 @@ pub enum TicketError {
     Expired,
 }
 
+/// A ticket key too short to be safe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a ticket key takes at least {MIN_KEY_BYTES} bytes, not {bytes}")]
+pub struct KeyTooShort {
+    /// The bytes it has.
+    pub bytes: usize,
+}
+
 impl TicketKey {
     /// A key from secret bytes (at least [`MIN_KEY_BYTES`]).
-    pub fn new(secret: &[u8]) -> Result<Self, String> {
+    pub fn new(secret: &[u8]) -> Result<Self, KeyTooShort> {
         if secret.len() < MIN_KEY_BYTES {
-            return Err(format!(
-                "a ticket key takes at least {MIN_KEY_BYTES} bytes, not {}",
-                secret.len()
-            ));
+            return Err(KeyTooShort {
+                bytes: secret.len(),
+            });
         }
         Ok(TicketKey(secret.to_vec()))
     }
 
-    /// The key in `POKE_TICKET_KEY` (its UTF-8 bytes), `None` when unset or empty; an error
-    /// naming the variable when it is too short.
-    pub fn from_env() -> Result<Option<Self>, String> {
+    /// The key in `POKE_TICKET_KEY` (its UTF-8 bytes), `None` when unset or empty.
+    pub fn from_env() -> Result<Option<Self>, KeyTooShort> {
         Self::from_value(std::env::var("POKE_TICKET_KEY").ok())
     }
 
-    fn from_value(value: Option<String>) -> Result<Option<Self>, String> {
+    fn from_value(value: Option<String>) -> Result<Option<Self>, KeyTooShort> {
         match value.filter(|v| !v.trim().is_empty()) {
             None => Ok(None),
-            Some(v) => Self::new(v.trim().as_bytes())
-                .map(Some)
-                .map_err(|e| format!("POKE_TICKET_KEY: {e}")),
+            Some(v) => Self::new(v.trim().as_bytes()).map(Some),
         }
     }
 
@@ -175,7 +179,7 @@ mod tests {
         assert!(TicketKey::new(b"short").is_err());
         assert!(TicketKey::from_value(Some("  ".into())).unwrap().is_none());
         let short = TicketKey::from_value(Some("short".into())).unwrap_err();
-        assert!(short.starts_with("POKE_TICKET_KEY: "), "{short}");
+        assert_eq!(short, KeyTooShort { bytes: 5 });
         assert!(TicketKey::from_value(Some("k".repeat(40)))
             .unwrap()
             .is_some());

@@ -1,7 +1,7 @@
 // Shared tooling of the end-to-end tests: DynamoDB Local, the dev server, and a TCP proxy
 // that can play "server down" without losing the server's state.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -252,27 +252,16 @@ export async function dynamodb(endpoint, operation, body) {
   return answer;
 }
 
-/** Creates `table` in DynamoDB Local at `endpoint` as template.yaml declares it. */
-export function createTable(endpoint, table) {
-  return dynamodb(endpoint, 'CreateTable', {
-    TableName: table,
-    BillingMode: 'PAY_PER_REQUEST',
-    AttributeDefinitions: [
-      { AttributeName: 'pk', AttributeType: 'S' },
-      { AttributeName: 'sk', AttributeType: 'S' },
-      { AttributeName: 'v', AttributeType: 'N' },
-    ],
-    KeySchema: [
-      { AttributeName: 'pk', KeyType: 'HASH' },
-      { AttributeName: 'sk', KeyType: 'RANGE' },
-    ],
-    LocalSecondaryIndexes: [{
-      IndexName: 'by-version',
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'v', KeyType: 'RANGE' },
-      ],
-      Projection: { ProjectionType: 'ALL' },
-    }],
+/**
+ * Creates `table` in DynamoDB Local at `endpoint` with the store's own code (the
+ * `create-table` binary of the tests crate, built by `cargo test` or
+ * `cargo build -p integration-tests --bin create-table`).
+ */
+export async function createTable(endpoint, table) {
+  const bin = path.join(root, 'target/debug/create-table');
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: cargo build -p integration-tests --bin create-table`);
+  const env = { ...process.env, AWS_ENDPOINT_URL_DYNAMODB: endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' };
+  await new Promise((resolve, reject) => {
+    execFile(bin, [table], { env }, (error, _stdout, stderr) => (error ? reject(new Error(`create-table: ${stderr || error.message}`)) : resolve()));
   });
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use integration_tests::app;
 use integration_tests::client::{caller, mutation, push_ok};
 use integration_tests::Backend;
-use replicache_dynamodb::{Engine, EngineConfig};
+use replicache_dynamodb::engine::{Engine, EngineConfig};
 use serde_json::json;
 
 /// Log output kept in memory.

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use replicache_dynamodb::engine::{Caller, Engine, EngineError};
 use replicache_dynamodb::protocol::{
     Mutation, PatchOp, PullRequest, PullResponse, PushRequest, Reply, SYNC_KEY,
 };
-use replicache_dynamodb::{Caller, Engine, EngineError};
 use serde_json::{json, Value};
 
 /// A caller in `space` as `user`.
@@ -133,16 +133,6 @@ impl View {
         let r = pull_ok(engine, caller, group, self.cookie.clone()).await;
         self.apply(&r);
         r
-    }
-}
-
-/// The order a cookie compares by, as the client reads it.
-pub fn order(cookie: &Value) -> f64 {
-    match cookie {
-        Value::Null => f64::NEG_INFINITY,
-        Value::Number(n) => n.as_f64().unwrap_or(0.0),
-        Value::Object(o) => o.get("order").and_then(Value::as_f64).unwrap_or(0.0),
-        _ => panic!("unexpected cookie {cookie}"),
     }
 }
 

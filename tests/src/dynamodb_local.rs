@@ -7,13 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use aws_sdk_dynamodb::Client;
 use replicache_dynamodb::store::dynamo::DynamoStore;
-use serde_yaml::Value;
 
 /// The endpoint of the running emulator, starting it on first use. `DYNAMODB_ENDPOINT`
 /// points the tests at one that is already running instead.
@@ -136,77 +131,13 @@ pub async fn client() -> Client {
     Client::new(&config)
 }
 
-/// Creates a table named `name` with the key schema, attributes and indexes of the table in
-/// `template.yaml`.
-pub async fn create_table(client: &Client, name: &str) {
-    let template = std::fs::read_to_string(repo_root().join("template.yaml"))
-        .expect("template.yaml at the repository root");
-    let template: Value = serde_yaml::from_str(&template).expect("template.yaml parses");
-    let table = &template["Resources"]["SyncTable"]["Properties"];
-    let key_schema = |v: &Value| -> Vec<KeySchemaElement> {
-        v.as_sequence()
-            .expect("KeySchema is a list")
-            .iter()
-            .map(|k| {
-                KeySchemaElement::builder()
-                    .attribute_name(k["AttributeName"].as_str().expect("AttributeName"))
-                    .key_type(KeyType::from(k["KeyType"].as_str().expect("KeyType")))
-                    .build()
-                    .expect("key schema element")
-            })
-            .collect()
-    };
-    let attributes = table["AttributeDefinitions"]
-        .as_sequence()
-        .expect("AttributeDefinitions")
-        .iter()
-        .map(|a| {
-            AttributeDefinition::builder()
-                .attribute_name(a["AttributeName"].as_str().expect("AttributeName"))
-                .attribute_type(ScalarAttributeType::from(
-                    a["AttributeType"].as_str().expect("AttributeType"),
-                ))
-                .build()
-                .expect("attribute definition")
-        })
-        .collect();
-    let indexes = table["LocalSecondaryIndexes"].as_sequence().map(|seq| {
-        seq.iter()
-            .map(|i| {
-                LocalSecondaryIndex::builder()
-                    .index_name(i["IndexName"].as_str().expect("IndexName"))
-                    .set_key_schema(Some(key_schema(&i["KeySchema"])))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::from(
-                                i["Projection"]["ProjectionType"]
-                                    .as_str()
-                                    .expect("ProjectionType"),
-                            ))
-                            .build(),
-                    )
-                    .build()
-                    .expect("local secondary index")
-            })
-            .collect()
-    });
-    assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attributes))
-        .set_key_schema(Some(key_schema(&table["KeySchema"])))
-        .set_local_secondary_indexes(indexes)
-        .send()
-        .await
-        .expect("create table in DynamoDB Local");
-}
-
 /// A store on a new table of its own.
 pub async fn fresh_table() -> DynamoStore {
     let client = client().await;
-    let name = format!("sync-{:016x}", fastrand::u64(..));
-    create_table(&client, &name).await;
-    DynamoStore::new(client, name)
+    let store = DynamoStore::new(client, format!("sync-{:016x}", fastrand::u64(..)));
+    store
+        .create_table()
+        .await
+        .expect("create table in DynamoDB Local");
+    store
 }

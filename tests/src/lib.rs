@@ -1,6 +1,9 @@
-//! Test support: DynamoDB Local, a round-trip counting store, and protocol helpers.
+//! Test support: DynamoDB Local, a round-trip counting store, and protocol helpers; the test
+//! application and the client's cookie comparison come from `test-support`, shared with the
+//! fuzz targets.
 
-pub mod app;
+pub use test_support::{app, cookies};
+
 pub mod client;
 pub mod counting;
 pub mod dynamodb_local;

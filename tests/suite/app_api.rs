@@ -10,8 +10,9 @@ use integration_tests::app;
 use integration_tests::client::{caller, mutation, pull_ok, push_ok, push_request};
 use integration_tests::counting::CountingStore;
 use integration_tests::faulty::FaultyStore;
+use replicache_dynamodb::engine::{Engine, EngineConfig, EngineError};
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::{Access, App, Engine, EngineConfig, EngineError, Mutators, Result, Tx};
+use replicache_dynamodb::{Access, App, Mutators, Result, Tx};
 use serde_json::{json, Value};
 
 use crate::on_both_stores;

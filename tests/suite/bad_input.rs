@@ -5,13 +5,13 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use integration_tests::app;
 use integration_tests::counting::CountingStore;
+use replicache_dynamodb::engine::{Engine, EngineConfig};
 use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{
     Address, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
 };
 use replicache_dynamodb::Operation;
-use replicache_dynamodb::{Engine, EngineConfig};
 use serde_json::{json, Value};
 
 fn api_with(config: EngineConfig, max_body_bytes: usize) -> Api {

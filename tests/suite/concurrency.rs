@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use integration_tests::client::{caller, mutation, push_request, View};
 use integration_tests::Backend;
+use replicache_dynamodb::engine::EngineError;
 use replicache_dynamodb::protocol::{Mutation, Reply};
-use replicache_dynamodb::EngineError;
 use serde_json::{json, Value};
 
 use crate::engine;

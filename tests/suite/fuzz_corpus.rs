@@ -1,14 +1,11 @@
-//! The fuzz targets' checks (`fuzz/src/checks.rs`) over their seeds and the checked-in corpus
+//! The fuzz targets' checks (`tests/support/src/checks.rs`) over their seeds and the checked-in corpus
 //! (`tests/fuzz-corpus/<target>/`: minimized with `cargo fuzz cmin`, plus every input that
 //! once failed, named `regression-*`), so that `cargo test` keeps them passing without
 //! nightly. Fuzzing itself: `fuzz/README.md`.
 
 use std::path::{Path, PathBuf};
 
-use integration_tests::app;
-
-#[path = "../../fuzz/src/checks.rs"]
-mod checks;
+use test_support::checks;
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use base64::Engine as _;
 use integration_tests::app;
 use lambda_http::Body;
+use replicache_dynamodb::engine::{Engine, EngineConfig};
 use replicache_dynamodb::http_api::{Api, AuthMode};
 use replicache_dynamodb::lambda;
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::Operation;
-use replicache_dynamodb::{Engine, EngineConfig};
 use serde_json::{json, Value};
 
 fn api() -> Api {
@@ -257,7 +257,7 @@ crate::on_both_stores! {
         let now = Arc::new(AtomicU64::new(1_800_000_000));
         let read = now.clone();
         let config = EngineConfig {
-            clock: replicache_dynamodb::Clock::new(move || read.load(Ordering::SeqCst)),
+            clock: replicache_dynamodb::engine::Clock::new(move || read.load(Ordering::SeqCst)),
             ..EngineConfig::default()
         };
         let engine = Engine::new(backend.store().await, app::app(), config);

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use integration_tests::client::{caller, mutation, pull_ok, push_ok, push_request, puts};
 use integration_tests::faulty::FaultyStore;
+use replicache_dynamodb::engine::{Engine, EngineConfig, EngineError};
 use replicache_dynamodb::js::{JsApp, JsError, JsLimits};
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::testing::{Mutated, TestServer};
-use replicache_dynamodb::{App, Engine, EngineConfig, EngineError, Mutators, Result, Tx};
+use replicache_dynamodb::{App, Mutators, Result, Tx};
 use serde_json::{json, Value};
 
 use crate::on_both_stores;

@@ -20,8 +20,8 @@ mod write_rules;
 use std::sync::Arc;
 
 use integration_tests::{app, Backend};
+use replicache_dynamodb::engine::{Engine, EngineConfig};
 use replicache_dynamodb::store::Store;
-use replicache_dynamodb::{Engine, EngineConfig};
 
 /// An engine running the test application over `store`.
 pub fn engine(store: Arc<dyn Store>) -> Engine {

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use integration_tests::client::{caller, create, mutation, pull_request, push_request};
+use replicache_dynamodb::engine::{Engine, EngineConfig};
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::{lambda, Engine, EngineConfig, Operation};
+use replicache_dynamodb::{lambda, Operation};
 use serde_json::{json, Value};
 
 #[tokio::test]

@@ -31,13 +31,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration_tests::app;
-use integration_tests::client::{caller, mutation, order, pull_request, push_request, View};
+use integration_tests::client::{caller, mutation, pull_request, push_request, View};
+use integration_tests::cookies::compare;
 use integration_tests::faulty::{FaultCounts, Faults, FaultyStore};
+use replicache_dynamodb::engine::{Engine, EngineConfig, EngineError};
 use replicache_dynamodb::protocol::SYNC_KEY;
 use replicache_dynamodb::protocol::{Mutation, Reply};
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{Address, Limits, Record, Store};
-use replicache_dynamodb::{Engine, EngineConfig, EngineError};
 use serde_json::{json, Value};
 
 const SPACES: usize = 2;
@@ -321,11 +322,17 @@ async fn pull_and_check(
     let req = pull_request(group, view.cookie.clone());
     match engine.pull(&caller(user, plan_space), &req).await {
         Ok(Reply::Ok(r)) => {
-            let (before, after) = (order(&view.cookie), order(&r.cookie));
-            if after < before {
-                return Err(format!("cookie went back from {before} to {after}"));
+            let (before, after) = (&view.cookie, &r.cookie);
+            let moved = compare(after, before);
+            if moved != Some(std::cmp::Ordering::Greater)
+                && moved != Some(std::cmp::Ordering::Equal)
+            {
+                return Err(format!(
+                    "cookie went from {before} to {after}, not newer nor equal"
+                ));
             }
-            if after == before && (!r.patch.is_empty() || !r.last_mutation_id_changes.is_empty()) {
+            let unchanged = moved == Some(std::cmp::Ordering::Equal);
+            if unchanged && (!r.patch.is_empty() || !r.last_mutation_id_changes.is_empty()) {
                 return Err("changes under an unchanged cookie (the client ignores them)".into());
             }
             view.apply(&r);

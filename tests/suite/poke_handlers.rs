@@ -7,11 +7,12 @@ use std::sync::Arc;
 use integration_tests::client::listeners;
 use integration_tests::counting::CountingStore;
 use lambda_http::Body;
+use replicache_dynamodb::engine::{Engine, EngineConfig};
 use replicache_dynamodb::http_api::{Api, AuthMode};
 use replicache_dynamodb::lambda;
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::ticket::TicketKey;
-use replicache_dynamodb::{Engine, EngineConfig, Operation};
+use replicache_dynamodb::Operation;
 use serde_json::{json, Value};
 
 struct Setup {
@@ -215,7 +216,7 @@ crate::on_both_stores! {
     async fn one_user_cannot_take_a_spaces_poke_slots(backend) {
         use std::sync::atomic::{AtomicU64, Ordering};
         use integration_tests::client::caller;
-        use replicache_dynamodb::Clock;
+        use replicache_dynamodb::engine::Clock;
         let store = backend.store().await;
         let clock = Arc::new(AtomicU64::new(1_800_000_000));
         let read = clock.clone();

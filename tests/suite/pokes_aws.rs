@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use integration_tests::client::{caller, create, listeners, push_ok};
 use integration_tests::fake_management::FakeManagement;
+use replicache_dynamodb::engine::{Engine, EngineConfig};
 use replicache_dynamodb::lambda::ApiGatewayPoker;
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{Address, Record, Store};
-use replicache_dynamodb::{Engine, EngineConfig};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pokes_go_out_after_commits_through_the_management_api() {

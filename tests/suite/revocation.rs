@@ -10,12 +10,13 @@ use integration_tests::client::{caller, listeners, mutation};
 use integration_tests::counting::CountingStore;
 use integration_tests::fake_management::FakeManagement;
 use integration_tests::recording::RecordingPoker;
+use replicache_dynamodb::engine::{Caller, Engine, EngineConfig, EngineError};
 use replicache_dynamodb::http_api::{Api, AuthMode};
 use replicache_dynamodb::lambda::{self, ApiGatewayPoker};
 use replicache_dynamodb::protocol::{Mutation, Reply};
 use replicache_dynamodb::store::Store;
 use replicache_dynamodb::ticket::TicketKey;
-use replicache_dynamodb::{Caller, Engine, EngineConfig, Operation};
+use replicache_dynamodb::Operation;
 use serde_json::{json, Value};
 
 /// Requests of a `createTodo` push to a shared list with three connections, poke included,
@@ -152,7 +153,7 @@ crate::on_both_stores! {
         let refused = racing.connect(&caller("bob", space), "b").await;
         assert!(hooked.fired(), "the removal ran between bob's policy and his write");
         assert!(
-            matches!(refused, Err(replicache_dynamodb::EngineError::Forbidden(_))),
+            matches!(refused, Err(EngineError::Forbidden(_))),
             "{refused:?}"
         );
         assert!(listeners(store.as_ref(), space).await.is_empty());

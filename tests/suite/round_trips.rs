@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 
 use crate::{engine, on_both_stores};
 
-async fn counted(store: Arc<dyn Store>) -> (Arc<CountingStore>, replicache_dynamodb::Engine) {
+async fn counted(
+    store: Arc<dyn Store>,
+) -> (Arc<CountingStore>, replicache_dynamodb::engine::Engine) {
     let counting = Arc::new(CountingStore::new(store));
     let e = engine(counting.clone());
     (counting, e)

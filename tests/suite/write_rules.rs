@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use integration_tests::app;
 use integration_tests::client::{caller, mutation, pull_ok, push_request, puts};
+use replicache_dynamodb::engine::{Engine, EngineConfig};
 use replicache_dynamodb::js::JsApp;
 use replicache_dynamodb::protocol::Reply;
-use replicache_dynamodb::{reject, App, Engine, EngineConfig, MutationRequest, Result, Tx};
+use replicache_dynamodb::{reject, App, MutationRequest, Result, Tx};
 use serde_json::{json, Value};
 
 use crate::on_both_stores;

@@ -268,8 +268,8 @@ pub struct ListMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use replicache_dynamodb::engine::EngineError;
     use replicache_dynamodb::testing::{Mutated, TestServer};
-    use replicache_dynamodb::EngineError;
     use serde_json::json;
 
     fn rejected(outcome: Mutated) -> bool {

@@ -116,7 +116,9 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
     let pokes = Arc::new(Pokes::default());
     let engine = Engine::new(store, app, settings.engine_config()).with_poker(pokes.clone());
     // Locally there is no authorizer: the Authorization header is the user id.
-    let tickets = TicketKey::from_env()?.unwrap_or_else(TicketKey::random);
+    let tickets = TicketKey::from_env()
+        .map_err(|e| crate::config::ConfigError::new("POKE_TICKET_KEY", e.to_string()))?
+        .unwrap_or_else(TicketKey::random);
     let api = Api::new(engine.clone(), AuthMode::Header, settings.max_body_bytes)
         .with_tickets(tickets.clone());
     let (stop, shutdown) = watch::channel(false);

@@ -226,11 +226,11 @@ impl Engine {
                 .await;
             match tried {
                 Ok(()) => return Ok(()),
-                Err(Attempt::Retry(why)) if attempt < self.config.max_attempts => {
+                Err(Attempt::Retry { why, .. }) if attempt < self.config.max_attempts => {
                     debug!(attempt, %why, "listeners or the policy's reads changed; retrying");
                     self.back_off(attempt).await;
                 }
-                Err(Attempt::Retry(why)) => return Err(EngineError::Unavailable(why)),
+                Err(Attempt::Retry { why, .. }) => return Err(EngineError::Unavailable(why)),
                 Err(Attempt::Fail(e)) => return Err(e),
             }
         }
@@ -445,7 +445,7 @@ impl Engine {
             match tried {
                 Ok(()) => return Ok(()),
                 Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => {
+                Err(Attempt::Retry { why, .. }) => {
                     debug!(%why, "listeners or the policies' reads changed; keeping the marks");
                 }
             }
@@ -472,11 +472,11 @@ impl Engine {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(Attempt::Retry(why)) if attempt < self.config.max_attempts => {
+                Err(Attempt::Retry { why, .. }) if attempt < self.config.max_attempts => {
                     debug!(attempt, %why, "listeners changed meanwhile; retrying");
                     self.back_off(attempt).await;
                 }
-                Err(Attempt::Retry(why)) => return Err(EngineError::Unavailable(why)),
+                Err(Attempt::Retry { why, .. }) => return Err(EngineError::Unavailable(why)),
                 Err(Attempt::Fail(e)) => return Err(e),
             }
         }
@@ -554,7 +554,7 @@ impl Engine {
         writes.extend_from_slice(checks);
         match self.store.write(writes).await {
             Ok(()) => Ok(()),
-            Err(StoreError::Conflict(why)) => Err(Attempt::Retry(why)),
+            Err(StoreError::Conflict(why)) => Err(Attempt::retry(why)),
             Err(e) => Err(Attempt::Fail(e.into())),
         }
     }

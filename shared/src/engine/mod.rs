@@ -173,16 +173,35 @@ pub struct Engine {
 
 /// What went wrong in one attempt.
 enum Attempt {
-    /// Another commit interfered or is partly visible: try again.
-    Retry(String),
+    /// Another commit interfered or is partly visible: try again, reading ahead the keys
+    /// this attempt read.
+    Retry { why: String, read: Vec<String> },
     /// Give up with this error.
     Fail(EngineError),
+}
+
+impl Attempt {
+    /// Try again, because of `why`.
+    fn retry(why: impl Into<String>) -> Self {
+        Attempt::Retry {
+            why: why.into(),
+            read: Vec::new(),
+        }
+    }
+
+    /// This outcome, with the keys the attempt read for the next to read ahead.
+    fn reading(self, keys: Vec<String>) -> Self {
+        match self {
+            Attempt::Retry { why, .. } => Attempt::Retry { why, read: keys },
+            fail => fail,
+        }
+    }
 }
 
 impl From<StoreError> for Attempt {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(why) => Attempt::Retry(why),
+            StoreError::Conflict(why) => Attempt::retry(why),
             other => Attempt::Fail(other.into()),
         }
     }
@@ -240,6 +259,40 @@ impl Engine {
                 Kind::Retry(why) => EngineError::Unavailable(why),
                 Kind::Rejected(reason) => EngineError::Forbidden(reason),
             }),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or has had to start again
+    /// [`EngineConfig::max_attempts`] times (503), waiting longer before each new start
+    /// (counted in metric `retries`). Each attempt gets the keys the one before it read.
+    async fn retrying<T, F, Fut>(
+        &self,
+        retries: &'static str,
+        mut attempt: F,
+    ) -> Result<T, EngineError>
+    where
+        F: FnMut(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Attempt>>,
+    {
+        let mut read_ahead = Vec::new();
+        let mut failures = 0;
+        loop {
+            match attempt(read_ahead).await {
+                Ok(done) => return Ok(done),
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Retry { why, read }) => {
+                    metrics::counter!(retries).increment(1);
+                    failures += 1;
+                    tracing::debug!(attempt = failures, %why, "starting again");
+                    if failures >= self.config.max_attempts {
+                        return Err(EngineError::Unavailable(format!(
+                            "gave up after {failures} attempts: {why}"
+                        )));
+                    }
+                    self.back_off(failures).await;
+                    read_ahead = read;
+                }
+            }
         }
     }
 

@@ -1,20 +1,52 @@
 //! Pull: the changes between the request's cookie and the space's current version, read
 //! with a read-committed query and validated as one snapshot before they are answered.
+//!
+//! [`Engine::pull`] reads as its steps: check what needs no read, ask the space policy, then
+//! attempt until one reads a consistent state: read the space's head and the client group
+//! ([`Engine::read_head`]), decide from the cookie where the patch starts, read the changes
+//! since and check that they add up to a snapshot or a page of one
+//! ([`Engine::read_snapshot`]), decide whether the group's lmids may be told
+//! ([`Engine::group_visible`]), and answer ([`respond`]).
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use tracing::debug;
 
 use super::{Attempt, Caller, Engine, EngineError};
 use crate::access::Operation;
-use crate::cookie::{self, Base};
+use crate::cookie::{self, Base, Cookie};
 use crate::protocol::SYNC_KEY;
 use crate::protocol::{PatchOp, PullRequest, PullResponse, Reply, VersionType};
 use crate::snapshot::{changes_at, page_at};
 use crate::store::{all_pages, expired, Address, Record, Version};
+use crate::telemetry_names as names;
 
 /// How long a commit may take to become wholly visible, at most: far more than DynamoDB takes
 /// to finish (or recover) a transaction's commit phase (`docs/consistency.md`).
 const VISIBLE_WITHIN_SECS: u64 = 60;
+
+/// What a pull reads first: the space's head, and whether the caller's client group is live.
+struct Head {
+    version: Version,
+    epoch: String,
+    group_live: bool,
+    /// The time of the read.
+    now: u64,
+}
+
+/// The changes a response answers: the latest record per address in `(after, cut]`.
+struct Snapshot {
+    records: BTreeMap<Address, Record>,
+    /// The space's version the changes reach: the head's, or a page's end.
+    cut: Version,
+}
+
+/// What a pull read: the changes, and where it cut them if it did not read them all.
+#[derive(Default)]
+struct Read {
+    records: Vec<Record>,
+    cut: Option<Version>,
+}
 
 impl Engine {
     /// Answers a pull: cookie, lmid changes of the caller's client group, and patch, all from
@@ -31,191 +63,120 @@ impl Engine {
         }
         super::validate_id("clientGroupID", &req.client_group_id)?;
         self.authorize(caller, Operation::Pull).await?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.pull_attempt(caller, req).await {
-                Ok(response) => return Ok(Reply::Ok(response)),
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => {
-                    metrics::counter!(crate::telemetry_names::PULL_RETRIES).increment(1);
-                    debug!(attempt, %why, "pull saw a partial commit; retrying");
-                    if attempt >= self.config.max_attempts {
-                        return Err(EngineError::Unavailable(format!(
-                            "no consistent snapshot after {attempt} attempts: {why}"
-                        )));
-                    }
-                    self.back_off(attempt).await;
-                }
-            }
-        }
+        let attempt = |_| self.pull_attempt(caller, req);
+        Ok(Reply::Ok(
+            self.retrying(names::PULL_RETRIES, attempt).await?,
+        ))
     }
 
+    /// One attempt at a consistent answer.
     async fn pull_attempt(
         &self,
         caller: &Caller,
         req: &PullRequest,
     ) -> Result<PullResponse, Attempt> {
-        let space = caller.space.as_str();
+        let head = self.read_head(caller, &req.client_group_id).await?;
+        let base = self.base(&req.cookie, &head);
+        let after = match &base {
+            Base::Version(c) => c.version,
+            Base::Null | Base::Reset { .. } => 0,
+        };
+        let snapshot = self
+            .read_snapshot(&caller.space, after, head.version)
+            .await?;
+        let group = &req.client_group_id;
+        let group_live = self.group_visible(caller, group, &head, &snapshot).await?;
+        Ok(respond(base, &head, snapshot, group, group_live))
+    }
+
+    /// Reads the space's version and epoch and the client group, in one request.
+    async fn read_head(&self, caller: &Caller, group: &str) -> Result<Head, Attempt> {
         let got = self
             .store
             .get(&[
                 Address::Space {
-                    space: space.to_owned(),
+                    space: caller.space.clone(),
                 },
                 Address::Group {
-                    group: req.client_group_id.clone(),
+                    group: group.to_owned(),
                 },
             ])
             .await?;
+        let now = self.config.clock.now();
         let (version, epoch) = match &got[0] {
             Some(Record::Space(m)) => (m.version, m.epoch.clone()),
             _ => (0, String::new()),
         };
-        let now = self.config.clock.now();
         // An absent or expired group is unknown, and so are its clients: their lmids are
         // nobody's to learn (whoever pulls with its id, before pushing with it afresh).
         let group_live = match &got[1] {
             Some(Record::Group(g)) => super::live_group(Some(g), caller, now)?,
             _ => false,
         };
-        let base = match cookie::base_for(&req.cookie, version, &epoch) {
-            // The tombstones of deletions since may be gone: start again from scratch.
-            Base::Version(c) if self.cookie_too_old(&c, now) => Base::Reset { above: c.order },
+        Ok(Head {
+            version,
+            epoch,
+            group_live,
+            now,
+        })
+    }
+
+    /// Where the patch starts: from the cookie, unless the tombstones of deletions since may
+    /// be gone, and then from scratch.
+    fn base(&self, cookie: &Value, head: &Head) -> Base {
+        let base = match cookie::base_for(cookie, head.version, &head.epoch) {
+            Base::Version(c) if self.cookie_too_old(&c, head.now) => Base::Reset { above: c.order },
             base => base,
         };
-        // A page of a paged sync keeps the time its sync's base was issued (every version
-        // after that base was committed later); a complete sync is issued now.
-        let base_issued = match &base {
-            Base::Version(c) => c.issued,
-            Base::Null | Base::Reset { .. } => now,
-        };
-        let (after, owed) = match &base {
-            Base::Version(c) => (c.version, c.pending.clone()),
-            Base::Null | Base::Reset { .. } => (0, None),
-        };
-        let full = !matches!(base, Base::Version(_));
         if matches!(base, Base::Reset { .. }) {
-            metrics::counter!(crate::telemetry_names::PULL_RESETS).increment(1);
+            metrics::counter!(names::PULL_RESETS).increment(1);
         }
-        let read = if after == version {
-            Read::default()
-        } else {
-            self.read_changes(space, after, version).await?
-        };
-        // A page of a larger sync: the commits up to `cut`, checked visible (a cut inside the
-        // last commits, which may still be becoming visible, needs what they overwrote since).
-        let (records, cut) = match read.cut {
-            Some(cut) => {
-                let slots = u64::from(self.config.commit_log_slots.max(1));
-                let recent_from = version.saturating_sub(slots);
-                let overwritten = if cut > recent_from {
-                    let store = self.store.as_ref();
-                    all_pages(|page| store.changes(space, cut, page)).await?
-                } else {
-                    Vec::new()
-                };
-                let latest = page_at(
-                    read.records,
-                    overwritten,
-                    after.max(recent_from),
-                    cut,
-                    self.config.commit_log_slots,
-                )
-                .map_err(Attempt::Retry)?;
-                (latest, cut)
-            }
-            None => (
-                changes_at(read.records, after, version, self.config.commit_log_slots)
-                    .map_err(Attempt::Retry)?,
-                version,
-            ),
-        };
-        let complete = cut == version;
-        // Live clients of the group while its record read absent or expired: either the
-        // commit that wrote them (and the group anew) is still becoming visible, or they are
-        // left from before groups outlived their clients. Only then is the group read again:
-        // live now, it is the one those clients were written with. Still not live, clients
-        // written by one of the last commits, within the last minute, make the pull start
-        // again, as for any commit not yet visible; older ones are nobody's.
-        let client_ttl = self.config.client_ttl.as_secs();
-        let recent_from = version.saturating_sub(u64::from(self.config.commit_log_slots));
-        let mut orphans = records.values().filter_map(|r| match r {
-            Record::Client(c) if c.group == req.client_group_id && !expired(c.expires_at, now) => {
-                Some(c)
-            }
-            _ => None,
-        });
-        let group_live = match orphans.next() {
-            Some(first) if !group_live => {
-                let live = self.group_live(caller, &req.client_group_id, now).await?;
-                let becoming_visible = std::iter::once(first).chain(orphans).any(|c| {
-                    let written_at = c.expires_at.map(|at| at.saturating_sub(client_ttl));
-                    c.version > recent_from
-                        && written_at.is_some_and(|t| t.saturating_add(VISIBLE_WITHIN_SECS) > now)
-                });
-                if !live && becoming_visible {
-                    return Err(Attempt::Retry(
-                        "a recent commit wrote clients of a group not yet visible".into(),
-                    ));
-                }
-                live
-            }
-            _ => group_live,
-        };
+        base
+    }
 
-        let mut patch = Vec::new();
-        if full {
-            patch.push(PatchOp::Clear);
-        }
-        let mut lmids = owed.clone().unwrap_or_default();
-        for record in records.into_values() {
-            match record {
-                Record::Entity(e) => match e.value {
-                    Some(text) => patch.push(PatchOp::Put {
-                        key: e.key,
-                        value: serde_json::from_str(&text).unwrap_or(Value::Null),
-                    }),
-                    // An expired tombstone is absent: no cookie that could need it is served.
-                    None if !full && !expired(e.expires_at, now) => {
-                        patch.push(PatchOp::Del { key: e.key })
-                    }
-                    None => {}
-                },
-                Record::Client(c)
-                    if group_live
-                        && c.group == req.client_group_id
-                        && !expired(c.expires_at, now) =>
-                {
-                    lmids.insert(c.id, c.lmid);
-                }
-                _ => {}
-            }
-        }
-        let mut next = cookie::next_cookie(&base, cut, &epoch);
-        next.issued = if complete { now } else { base_issued };
-        if complete {
-            if owed.is_some() {
-                patch.push(PatchOp::Put {
-                    key: SYNC_KEY.to_owned(),
-                    value: json!({"complete": true}),
-                });
-            }
-        } else {
-            // lmids wait for the page that completes the sync: until then the client keeps
-            // its pending mutations, whose effects some keys may not show yet.
-            next.pending = Some(std::mem::take(&mut lmids));
-            metrics::counter!(crate::telemetry_names::PULL_PAGES).increment(1);
-            patch.push(PatchOp::Put {
-                key: SYNC_KEY.to_owned(),
-                value: json!({"complete": false, "version": cut, "target": version}),
+    /// The changes in `(after, version]`, or the first page of them that fits the budget,
+    /// checked to be what the space held at the version they reach.
+    async fn read_snapshot(
+        &self,
+        space: &str,
+        after: Version,
+        version: Version,
+    ) -> Result<Snapshot, Attempt> {
+        let slots = self.config.commit_log_slots;
+        if after == version {
+            return Ok(Snapshot {
+                records: BTreeMap::new(),
+                cut: version,
             });
         }
-        Ok(PullResponse {
-            cookie: next.to_json(),
-            last_mutation_id_changes: lmids,
-            patch,
-        })
+        let read = self.read_changes(space, after, version).await?;
+        let Some(cut) = read.cut else {
+            let records =
+                changes_at(read.records, after, version, slots).map_err(Attempt::retry)?;
+            return Ok(Snapshot {
+                records,
+                cut: version,
+            });
+        };
+        // A page of a larger sync: the commits up to `cut`, checked visible (a cut inside
+        // the last commits, which may still be becoming visible, needs what they overwrote
+        // since).
+        let recent_from = version.saturating_sub(u64::from(slots.max(1)));
+        let overwritten = if cut > recent_from {
+            let store = self.store.as_ref();
+            all_pages(|page| store.changes(space, cut, page)).await?
+        } else {
+            Vec::new()
+        };
+        let records = page_at(
+            read.records,
+            overwritten,
+            after.max(recent_from),
+            cut,
+            slots,
+        )
+        .map_err(Attempt::retry)?;
+        Ok(Snapshot { records, cut })
     }
 
     /// The changes above `after`, in version order, up to the pull budget: a page ends with
@@ -255,9 +216,49 @@ impl Engine {
             }
         }
     }
-}
 
-impl Engine {
+    /// Whether the lmids of the caller's group `group` may be told. Live clients of the
+    /// group among the changes while its record read absent or expired: either the commit
+    /// that wrote them (and the group anew) is still becoming visible, or they are left from
+    /// before groups outlived their clients. Only then is the group read again: live now, it
+    /// is the one those clients were written with. Still not live, clients written by one of
+    /// the last commits, within the last minute, make the pull start again, as for any
+    /// commit not yet visible; older ones are nobody's.
+    async fn group_visible(
+        &self,
+        caller: &Caller,
+        group: &str,
+        head: &Head,
+        snapshot: &Snapshot,
+    ) -> Result<bool, Attempt> {
+        let now = head.now;
+        let mut orphans = snapshot.records.values().filter_map(|r| match r {
+            Record::Client(c) if c.group == group && !expired(c.expires_at, now) => Some(c),
+            _ => None,
+        });
+        let Some(first) = orphans.next().filter(|_| !head.group_live) else {
+            return Ok(head.group_live);
+        };
+        if self.group_live(caller, group, now).await? {
+            return Ok(true);
+        }
+        let client_ttl = self.config.client_ttl.as_secs();
+        let recent_from = head
+            .version
+            .saturating_sub(u64::from(self.config.commit_log_slots));
+        let becoming_visible = std::iter::once(first).chain(orphans).any(|c| {
+            let written_at = c.expires_at.map(|at| at.saturating_sub(client_ttl));
+            c.version > recent_from
+                && written_at.is_some_and(|t| t.saturating_add(VISIBLE_WITHIN_SECS) > now)
+        });
+        if becoming_visible {
+            return Err(Attempt::retry(
+                "a recent commit wrote clients of a group not yet visible",
+            ));
+        }
+        Ok(false)
+    }
+
     /// Whether the client group `group` is live at `now`, checked as the caller's.
     async fn group_live(&self, caller: &Caller, group: &str, now: u64) -> Result<bool, Attempt> {
         let got = self
@@ -273,7 +274,7 @@ impl Engine {
     }
 
     /// Whether a pull from `cookie` may need tombstones already forgotten.
-    fn cookie_too_old(&self, cookie: &cookie::Cookie, now: u64) -> bool {
+    fn cookie_too_old(&self, cookie: &Cookie, now: u64) -> bool {
         let horizon = self
             .config
             .tombstone_ttl
@@ -284,11 +285,71 @@ impl Engine {
     }
 }
 
-/// What a pull read: the changes, and where it cut them if it did not read them all.
-#[derive(Default)]
-struct Read {
-    records: Vec<Record>,
-    cut: Option<Version>,
+/// The response to a pull from `base` that read `snapshot`: the patch, the lmids of the
+/// caller's `group` if it is `group_live` (held back in the cookie until the page that
+/// completes a paged sync), and the next cookie.
+fn respond(
+    base: Base,
+    head: &Head,
+    snapshot: Snapshot,
+    group: &str,
+    group_live: bool,
+) -> PullResponse {
+    let (full, issued, owed) = match &base {
+        // A page of a paged sync keeps the time its sync's base was issued (every version
+        // after that base was committed later); a complete sync is issued now.
+        Base::Version(c) => (false, c.issued, c.pending.clone()),
+        Base::Null | Base::Reset { .. } => (true, head.now, None),
+    };
+    let complete = snapshot.cut == head.version;
+    let mut patch = Vec::new();
+    if full {
+        patch.push(PatchOp::Clear);
+    }
+    let mut lmids = owed.clone().unwrap_or_default();
+    for record in snapshot.records.into_values() {
+        match record {
+            Record::Entity(e) => match e.value {
+                Some(text) => patch.push(PatchOp::Put {
+                    key: e.key,
+                    value: serde_json::from_str(&text).unwrap_or(Value::Null),
+                }),
+                // An expired tombstone is absent: no cookie that could need it is served.
+                None if !full && !expired(e.expires_at, head.now) => {
+                    patch.push(PatchOp::Del { key: e.key })
+                }
+                None => {}
+            },
+            Record::Client(c)
+                if group_live && c.group == group && !expired(c.expires_at, head.now) =>
+            {
+                lmids.insert(c.id, c.lmid);
+            }
+            _ => {}
+        }
+    }
+    let mut next = cookie::next_cookie(&base, snapshot.cut, &head.epoch);
+    next.issued = if complete { head.now } else { issued };
+    if !complete {
+        // lmids wait for the page that completes the sync: until then the client keeps its
+        // pending mutations, whose effects some keys may not show yet.
+        next.pending = Some(std::mem::take(&mut lmids));
+        metrics::counter!(names::PULL_PAGES).increment(1);
+        patch.push(PatchOp::Put {
+            key: SYNC_KEY.to_owned(),
+            value: json!({"complete": false, "version": snapshot.cut, "target": head.version}),
+        });
+    } else if owed.is_some() {
+        patch.push(PatchOp::Put {
+            key: SYNC_KEY.to_owned(),
+            value: json!({"complete": true}),
+        });
+    }
+    PullResponse {
+        cookie: next.to_json(),
+        last_mutation_id_changes: lmids,
+        patch,
+    }
 }
 
 /// About the bytes a record takes in a pull response.

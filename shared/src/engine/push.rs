@@ -1,17 +1,24 @@
 //! Push: run the mutations in order against an overlay, then commit once, conditioned on
 //! the space version, the clients' lmids and every key the mutators read.
+//!
+//! [`Engine::push_outcome`] reads as its steps: check what needs no read, ask the space
+//! policy, then commit by commit (a transaction holds only so much) one attempt after
+//! another until one commits: read the push's state in one request ([`Engine::read_state`]),
+//! run the mutations against it ([`Engine::run_mutations`]), and write one transaction
+//! built from what they did ([`Engine::commit_writes`]). Last, poke the space's listeners.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use tracing::{debug, info, warn};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
 
 use super::{Attempt, Caller, Engine, EngineError};
 use crate::access::Operation;
 use crate::error::Kind;
 use crate::logged;
-use crate::overlay::Overlay;
-use crate::protocol::{ProtocolError, PushRequest, Reply, VersionType};
+use crate::overlay::{EntityWrites, Overlay, ReadSet};
+use crate::protocol::{Mutation, ProtocolError, PushRequest, Reply, VersionType};
 use crate::store::{
     expired, Address, Client, CommitLog, Entity, Expect, Group, Listeners, Record, SpaceMeta,
     Version, Write, Written,
@@ -38,14 +45,6 @@ const GROUP_SLACK: u64 = 60 * 60;
 /// push of many rejected mutations writes a bounded log.
 const MAX_LOGGED_REJECTIONS: usize = 10;
 
-/// How far one attempt got.
-enum Step {
-    /// Finished, with this answer.
-    Done(Reply<()>),
-    /// Committed part of the mutations (a transaction holds only so much); go on.
-    Partial,
-}
-
 /// What a push did, beyond its reply: for tests and logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushOutcome {
@@ -70,12 +69,64 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// How one attempt ended, when it did not have to start again.
+enum Pushed {
+    /// It committed; more mutations may be left for the next commit.
+    Committed(Commit),
+    /// Every mutation had been processed already: nothing to commit.
+    Nothing,
+    /// A mutation's id is beyond its client's next: the server has no state for that client
+    /// (nothing of this attempt is committed).
+    Refused(ProtocolError),
+}
+
+/// What a commit did.
+struct Commit {
+    /// Mutations whose writes it committed.
+    applied: usize,
+    /// Mutations it processed without their writes.
+    rejected: Vec<Rejection>,
+    /// The listeners it was conditioned on: every connection recorded before it.
+    listeners: Option<Listeners>,
+    /// Whether mutations are left that did not fit in it.
+    more: bool,
+}
+
+/// What an attempt read before running the mutations, and the overlay they run against.
+struct State<'a> {
+    /// The space's record (its version and epoch); `None` for a new space.
+    meta: Option<SpaceMeta>,
+    /// How the client group must be written with the commit, if it must.
+    group_write: Option<Expect>,
+    /// The space's poke connections.
+    listeners: Option<Listeners>,
+    /// Each client of the push as the attempt sees it.
+    clients: BTreeMap<&'a str, ClientState>,
+    /// The time the attempt started.
+    now: u64,
+    /// The entities as the mutations see them: the store, under their writes so far.
+    overlay: Arc<Mutex<Overlay>>,
+}
+
 /// A client as the attempt sees it.
 struct ClientState {
     lmid: u64,
     /// The version it was read at; `None` if it is new.
     read_version: Option<Version>,
+    /// Whether the commit writes it (a mutation of it was processed).
     dirty: bool,
+}
+
+/// What running the mutations did, for the commit.
+#[derive(Default)]
+struct Run {
+    applied: usize,
+    rejected: Vec<Rejection>,
+    /// Whether mutations are left that did not fit.
+    more: bool,
+    /// Why the push must stop uncommitted: a mutation's id is beyond its client's next, the
+    /// server has no state for that client.
+    refused: Option<ProtocolError>,
 }
 
 impl Engine {
@@ -99,11 +150,45 @@ impl Engine {
             return Ok(Reply::Error(e));
         }
         super::validate_id("clientGroupID", &req.client_group_id)?;
-        // The distinct clients, in the order they first appear; each is read and written
-        // by every commit of the push, so their number bounds its cost and is checked before
-        // anything is read.
+        let client_ids = self.distinct_clients(req)?;
+        self.authorize(caller, Operation::Push).await?;
+        let mut outcome = PushOutcome::default();
+        let mut applied = 0;
+        let mut listeners = None;
+        let refused = loop {
+            let attempt = |read_ahead| self.push_attempt(caller, req, &client_ids, read_ahead);
+            match self.retrying(names::PUSH_CONFLICTS, attempt).await? {
+                Pushed::Committed(commit) => {
+                    applied += commit.applied;
+                    outcome.processed += commit.applied + commit.rejected.len();
+                    outcome.rejected.extend(commit.rejected);
+                    outcome.commits += 1;
+                    listeners = commit.listeners;
+                    if !commit.more {
+                        break None;
+                    }
+                }
+                Pushed::Nothing => break None,
+                Pushed::Refused(e) => break Some(e),
+            }
+        };
+        metrics::counter!(names::MUTATIONS_APPLIED).increment(applied as u64);
+        metrics::counter!(names::MUTATIONS_REJECTED).increment(outcome.rejected.len() as u64);
+        if outcome.commits > 0 {
+            self.poke(&caller.space, listeners).await;
+        }
+        Ok(match refused {
+            None => Reply::Ok(outcome),
+            Some(e) => Reply::Error(e),
+        })
+    }
+
+    /// The push's distinct clients, in the order they first appear. Each is read and written
+    /// by every commit of the push, so their number bounds its cost: it is checked before
+    /// anything is read.
+    fn distinct_clients<'a>(&self, req: &'a PushRequest) -> Result<Vec<&'a str>, EngineError> {
         let mut seen = HashSet::new();
-        let mut client_ids: Vec<&str> = Vec::new();
+        let mut client_ids = Vec::new();
         for m in &req.mutations {
             if seen.insert(m.client_id.as_str()) {
                 if client_ids.len() == self.config.max_push_clients {
@@ -113,84 +198,70 @@ impl Engine {
                     )));
                 }
                 super::validate_id("clientID", &m.client_id)?;
-                client_ids.push(&m.client_id);
+                client_ids.push(m.client_id.as_str());
             }
         }
-        self.authorize(caller, Operation::Push).await?;
-        let mut outcome = PushOutcome::default();
-        let mut failures = 0;
-        // The space's listeners as the last committed attempt read them: every connection
-        // recorded before that commit (its commit was conditioned on them).
-        let mut listeners = None;
-        // The keys the last failed attempt read, for the next to read ahead.
-        let mut read_ahead = Vec::new();
-        loop {
-            let mut attempt = PushOutcome::default();
-            let mut read = None;
-            match self
-                .push_attempt(
-                    caller,
-                    req,
-                    &client_ids,
-                    &mut attempt,
-                    &mut read,
-                    &mut read_ahead,
-                )
-                .await
-            {
-                Ok(step) => {
-                    outcome.processed += attempt.processed;
-                    outcome.commits += attempt.commits;
-                    if attempt.commits > 0 {
-                        // Only a commit makes its rejections final: an attempt that ends in
-                        // ClientStateNotFound commits nothing, whatever it rejected first.
-                        outcome.rejected.append(&mut attempt.rejected);
-                        listeners = read;
-                    }
-                    match step {
-                        Step::Done(reply) => {
-                            let rejected = outcome.rejected.len() as u64;
-                            metrics::counter!(names::MUTATIONS_REJECTED).increment(rejected);
-                            metrics::counter!(names::MUTATIONS_APPLIED)
-                                .increment(outcome.processed as u64 - rejected);
-                            if outcome.commits > 0 {
-                                self.poke(&caller.space, listeners).await;
-                            }
-                            return Ok(match reply {
-                                Reply::Ok(()) => Reply::Ok(outcome),
-                                Reply::Error(e) => Reply::Error(e),
-                            });
-                        }
-                        Step::Partial => failures = 0,
-                    }
-                }
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => {
-                    metrics::counter!(names::PUSH_CONFLICTS).increment(1);
-                    failures += 1;
-                    debug!(attempt = failures, %why, "push conflicted; retrying");
-                    if failures >= self.config.max_attempts {
-                        return Err(EngineError::Unavailable(format!(
-                            "push gave up after {failures} conflicting attempts: {why}"
-                        )));
-                    }
-                    self.back_off(failures).await;
-                }
-            }
-        }
+        Ok(client_ids)
     }
 
+    /// One attempt at the push's next commit: read, run the mutations, write.
     async fn push_attempt(
         &self,
         caller: &Caller,
         req: &PushRequest,
         client_ids: &[&str],
-        outcome: &mut PushOutcome,
-        listeners_read: &mut Option<Listeners>,
-        read_ahead: &mut Vec<String>,
-    ) -> Result<Step, Attempt> {
+        read_ahead: Vec<String>,
+    ) -> Result<Pushed, Attempt> {
+        let mut state = self
+            .read_state(caller, &req.client_group_id, client_ids, read_ahead)
+            .await?;
+        let run = self.run_mutations(caller, req, &mut state).await?;
+        if let Some(e) = run.refused {
+            return Ok(Pushed::Refused(e));
+        }
+        if run.applied + run.rejected.len() == 0 {
+            return Ok(Pushed::Nothing);
+        }
+        let (entity_writes, reads) = state.overlay.lock().await.take_parts();
+        let writes = self.commit_writes(
+            caller,
+            &req.client_group_id,
+            &mut state,
+            &entity_writes,
+            &reads,
+        );
+        let actions = writes.len();
+        if let Err(e) = self.store.write(writes).await {
+            // What the next attempt reads ahead, if this one conflicted.
+            return Err(Attempt::from(e).reading(reads.into_keys().collect()));
+        }
+        info!(
+            space = caller.space.as_str(),
+            version = state.version() + 1,
+            mutations = run.applied + run.rejected.len(),
+            rejected = run.rejected.len(),
+            actions,
+            "committed"
+        );
+        Ok(Pushed::Committed(Commit {
+            applied: run.applied,
+            rejected: run.rejected,
+            listeners: state.listeners,
+            more: run.more,
+        }))
+    }
+
+    /// Reads, in one request, the space, the client group, the listeners, the push's clients
+    /// and the keys to read ahead, and interprets them at the clock's time.
+    async fn read_state<'a>(
+        &self,
+        caller: &Caller,
+        group_id: &str,
+        client_ids: &[&'a str],
+        mut read_ahead: Vec<String>,
+    ) -> Result<State<'a>, Attempt> {
         let space = caller.space.as_str();
-        let group_id = req.client_group_id.as_str();
+        read_ahead.truncate(MAX_READ_AHEAD);
         let mut addresses = vec![
             Address::Space {
                 space: space.to_owned(),
@@ -206,19 +277,16 @@ impl Engine {
             space: space.to_owned(),
             client: (*c).to_owned(),
         }));
-        let mut ahead = std::mem::take(read_ahead);
-        ahead.truncate(MAX_READ_AHEAD);
-        addresses.extend(ahead.iter().map(|key| Address::Entity {
+        addresses.extend(read_ahead.iter().map(|key| Address::Entity {
             space: space.to_owned(),
             key: key.clone(),
         }));
         let mut got = self.store.get(&addresses).await?.into_iter();
+        let now = self.config.clock.now();
         let meta = match got.next().flatten() {
             Some(Record::Space(m)) => Some(m),
             _ => None,
         };
-        let now = self.config.clock.now();
-        let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
         let group = match got.next().flatten() {
             Some(Record::Group(g)) => Some(g),
             _ => None,
@@ -226,75 +294,46 @@ impl Engine {
         // An absent or expired group is unknown, whoever had it, and so are its clients:
         // they may not be continued, only started afresh at id 1.
         let group_live = super::live_group(group.as_ref(), caller, now)?;
-        // The group must outlive every client it has, or it could expire (and be taken by
-        // anyone who knows its id) while its clients still hold their lmids: it is written
-        // whenever this commit's clients would outlive it, conditioned on the expiry read
-        // (every write of a group moves it forward), so that a concurrent rewrite of an
-        // expired group fails this commit instead of being overwritten.
-        let group_write = match group.as_ref().map(|g| g.expires_at) {
-            None => Some(Expect::Absent),
-            Some(None) => None,
-            Some(Some(at)) if at >= client_expiry => None,
-            Some(Some(at)) => Some(Expect::Version(at)),
-        };
-        let mut listeners = match got.next().flatten() {
+        let listeners = match got.next().flatten() {
             Some(Record::Listeners(l)) => Some(l),
             _ => None,
         };
-        let mut clients: BTreeMap<&str, ClientState> = BTreeMap::new();
+        let mut clients = BTreeMap::new();
         for (id, record) in client_ids.iter().zip(got.by_ref()) {
-            let state = match record {
-                // Expired, or of a group that is unknown now: unknown, as if TTL had deleted
-                // it (the commit is conditioned on the record read, so that a client pushing
-                // meanwhile is not overwritten).
-                Some(Record::Client(c))
-                    if expired(c.expires_at, now) || (!group_live && c.group == group_id) =>
-                {
-                    ClientState {
-                        lmid: 0,
-                        read_version: Some(c.version),
-                        dirty: false,
-                    }
-                }
-                Some(Record::Client(c)) => {
-                    if c.group != group_id {
-                        return Err(Attempt::Fail(EngineError::Unauthorized(format!(
-                            "client {id:?} belongs to another client group"
-                        ))));
-                    }
-                    ClientState {
-                        lmid: c.lmid,
-                        read_version: Some(c.version),
-                        dirty: false,
-                    }
-                }
-                _ => ClientState {
-                    lmid: 0,
-                    read_version: None,
-                    dirty: false,
-                },
-            };
-            clients.insert(id, state);
+            let state = client_state(id, record, group_id, group_live, now)?;
+            clients.insert(*id, state);
         }
-
         let version = meta.as_ref().map_or(0, |m| m.version);
-        let limits = self.store.limits();
-        let mut fresh = Overlay::new(
-            self.store.clone(),
-            space,
-            version,
-            self.config.commit_log_slots,
-        );
-        for (key, record) in ahead.into_iter().zip(got) {
-            fresh.read_ahead(key, record);
+        let slots = self.config.commit_log_slots;
+        let mut overlay = Overlay::new(self.store.clone(), space, version, slots);
+        for (key, record) in read_ahead.into_iter().zip(got) {
+            overlay.read_ahead(key, record);
         }
-        let overlay = Arc::new(tokio::sync::Mutex::new(fresh));
-        let mut applied = 0usize;
+        let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
+        Ok(State {
+            meta,
+            group_write: group_write(group.as_ref(), client_expiry),
+            listeners,
+            clients,
+            now,
+            overlay: Arc::new(Mutex::new(overlay)),
+        })
+    }
+
+    /// Runs the push's mutations above their clients' lmids, in order, until one would not
+    /// fit in the commit, or one's id is beyond its client's next.
+    async fn run_mutations(
+        &self,
+        caller: &Caller,
+        req: &PushRequest,
+        state: &mut State<'_>,
+    ) -> Result<Run, Attempt> {
+        let limits = self.store.limits();
+        let mut run = Run::default();
         // Clients this commit writes, counted as they become dirty.
         let mut dirty_clients = 0usize;
-        let mut more = false;
         for m in &req.mutations {
-            let client = clients.get_mut(m.client_id.as_str()).expect("read above");
+            let client = state.clients.get_mut(m.client_id.as_str()).expect("read");
             if m.id <= client.lmid {
                 continue;
             }
@@ -304,114 +343,127 @@ impl Engine {
                     "mutation from the future: the server has no state for this client"
                 );
                 metrics::counter!(names::CLIENT_STATE_NOT_FOUND).increment(1);
-                return Ok(Step::Done(Reply::Error(ProtocolError::ClientStateNotFound)));
+                run.refused = Some(ProtocolError::ClientStateNotFound);
+                return Ok(run);
             }
-            // Each mutation gets its own handle; it stops working when the mutator returns.
-            let seq = {
-                let mut o = overlay.lock().await;
-                o.current += 1;
-                o.current
-            };
-            let info = MutationInfo {
-                user: caller.user.clone(),
-                space: space.to_owned(),
-                client_id: m.client_id.clone(),
-                mutation_id: m.id,
-            };
-            let tx = Tx::new(overlay.clone(), seq, Arc::new(info));
-            let result = self.app.run(tx, &m.name, &m.args).await;
-            let mut o = overlay.lock().await;
-            o.current += 1;
-            // An engine outcome the mutator ran into wins over whatever it returned.
-            let result = match o.failure.take() {
-                Some(failure) => Err(failure),
-                None => result,
-            };
-            let mut rejection = None;
-            match result.map_err(|e| e.0) {
-                Ok(()) => {}
-                Err(Kind::Rejected(reason)) => {
-                    if outcome.rejected.len() < MAX_LOGGED_REJECTIONS {
-                        warn!(client = %m.client_id, id = m.id,
-                            mutator = ?logged::bounded(&m.name),
-                            reason = ?logged::rejection_reason(&reason),
-                            "mutation rejected; skipping it");
-                    }
-                    o.discard_writes();
-                    rejection = Some(reason);
-                }
-                Err(Kind::Retry(why)) => {
-                    *read_ahead = o.keys_read();
-                    return Err(Attempt::Retry(why));
-                }
-                Err(Kind::Store(e)) => return Err(Attempt::Fail(e.into())),
-            }
-            let new_client = usize::from(!client.dirty);
+            let logged = run.rejected.len() < MAX_LOGGED_REJECTIONS;
+            let mut rejection = self.run_mutation(caller, m, &state.overlay, logged).await?;
+            let mut o = state.overlay.lock().await;
             let actions = FIXED_ACTIONS
-                + usize::from(group_write.is_some())
+                + usize::from(state.group_write.is_some())
                 + dirty_clients
-                + new_client
+                + usize::from(!client.dirty)
                 + o.touched();
             let bytes = FIXED_BYTES + o.write_bytes();
             if actions > limits.max_write_actions || bytes > limits.max_write_bytes {
-                if applied > 0 {
+                o.forget();
+                if run.applied + run.rejected.len() > 0 {
                     // Commit what fits; the rest goes in the next transaction.
-                    o.forget();
-                    more = true;
+                    run.more = true;
                     break;
                 }
                 warn!(client = %m.client_id, id = m.id, mutator = ?logged::bounded(&m.name),
                     actions, bytes,
                     "mutation touches more than one transaction holds; skipping it");
-                o.forget();
                 rejection = Some(format!(
                     "touches more than one transaction holds ({actions} actions, {bytes} bytes)"
                 ));
             } else {
                 o.keep();
             }
-            if let Some(reason) = rejection {
-                outcome.rejected.push(Rejection {
+            match rejection {
+                Some(reason) => run.rejected.push(Rejection {
                     client_id: m.client_id.clone(),
                     mutation_id: m.id,
                     mutator: m.name.clone(),
                     reason,
-                });
+                }),
+                None => run.applied += 1,
             }
-            let client = clients.get_mut(m.client_id.as_str()).expect("read above");
             client.lmid = m.id;
             dirty_clients += usize::from(!client.dirty);
             client.dirty = true;
-            applied += 1;
         }
-        if applied == 0 {
-            return Ok(Step::Done(Reply::Ok(())));
-        }
+        Ok(run)
+    }
 
-        let new_version = version + 1;
-        let epoch = meta.as_ref().map_or_else(
+    /// Runs mutation `m` with a `Tx` of its own, which stops working when the mutator
+    /// returns; the reason if the application rejected it (its writes discarded).
+    async fn run_mutation(
+        &self,
+        caller: &Caller,
+        m: &Mutation,
+        overlay: &Arc<Mutex<Overlay>>,
+        log_rejection: bool,
+    ) -> Result<Option<String>, Attempt> {
+        let seq = {
+            let mut o = overlay.lock().await;
+            o.current += 1;
+            o.current
+        };
+        let info = MutationInfo {
+            user: caller.user.clone(),
+            space: caller.space.clone(),
+            client_id: m.client_id.clone(),
+            mutation_id: m.id,
+        };
+        let tx = Tx::new(overlay.clone(), seq, Arc::new(info));
+        let result = self.app.run(tx, &m.name, &m.args).await;
+        let mut o = overlay.lock().await;
+        o.current += 1;
+        // An engine outcome the mutator ran into wins over whatever it returned.
+        let result = match o.failure.take() {
+            Some(failure) => Err(failure),
+            None => result,
+        };
+        match result.map_err(|e| e.0) {
+            Ok(()) => Ok(None),
+            Err(Kind::Rejected(reason)) => {
+                if log_rejection {
+                    warn!(client = %m.client_id, id = m.id,
+                        mutator = ?logged::bounded(&m.name),
+                        reason = ?logged::rejection_reason(&reason),
+                        "mutation rejected; skipping it");
+                }
+                o.discard_writes();
+                Ok(Some(reason))
+            }
+            Err(Kind::Retry(why)) => Err(Attempt::retry(why).reading(o.keys_read())),
+            Err(Kind::Store(e)) => Err(Attempt::Fail(e.into())),
+        }
+    }
+
+    /// The commit's writes, each conditioned on what the attempt read: the space's next
+    /// version, the group if it must be, the clients processed, the entities written, a
+    /// check of each key only read, the listeners (checked, or written with marks), and the
+    /// commit's log.
+    fn commit_writes(
+        &self,
+        caller: &Caller,
+        group_id: &str,
+        state: &mut State<'_>,
+        entity_writes: &EntityWrites,
+        reads: &ReadSet,
+    ) -> Vec<Write> {
+        let space = caller.space.as_str();
+        let version = state.version() + 1;
+        let client_expiry = state.now.saturating_add(self.config.client_ttl.as_secs());
+        let epoch = state.meta.as_ref().map_or_else(
             || format!("{:016x}", fastrand::u64(..)),
             |m| m.epoch.clone(),
         );
-        let (entity_writes, reads) = overlay.lock().await.take_parts();
-        let expect_read = |key: &str| match reads.get(key) {
-            Some(Some(v)) => Expect::Version(*v),
-            Some(None) => Expect::Absent,
-            None => Expect::Any,
-        };
-        let mut written: Vec<Written> =
-            entity_writes.keys().cloned().map(Written::Entity).collect();
         let mut writes = vec![Write::Put {
             record: Record::Space(SpaceMeta {
                 space: space.to_owned(),
-                version: new_version,
+                version,
                 epoch,
             }),
-            expect: meta
+            expect: state
+                .meta
                 .as_ref()
                 .map_or(Expect::Absent, |m| Expect::Version(m.version)),
         }];
-        if let Some(expect) = group_write {
+        if let Some(expect) = state.group_write {
             writes.push(Write::Put {
                 record: Record::Group(Group {
                     id: group_id.to_owned(),
@@ -422,26 +474,57 @@ impl Engine {
                 expect,
             });
         }
-        for (id, c) in clients.iter().filter(|(_, c)| c.dirty) {
+        let mut written: Vec<Written> =
+            entity_writes.keys().cloned().map(Written::Entity).collect();
+        for (id, c) in state.clients.iter().filter(|(_, c)| c.dirty) {
             written.push(Written::Client((*id).to_owned()));
-            writes.push(Write::Put {
-                record: Record::Client(Client {
-                    space: space.to_owned(),
-                    id: (*id).to_owned(),
-                    group: group_id.to_owned(),
-                    version: new_version,
-                    lmid: c.lmid,
-                    expires_at: Some(client_expiry),
-                }),
-                expect: c.read_version.map_or(Expect::Absent, Expect::Version),
-            });
+            writes.push(client_write(space, id, group_id, version, c, client_expiry));
         }
-        for (key, value) in &entity_writes {
+        self.entity_writes(space, version, state.now, entity_writes, reads, &mut writes);
+        // A connection registered after the read above fails the commit, so that the poke
+        // after it reaches every connection registered before it; those whose space policy
+        // read a key this commit writes are marked for it to run again.
+        writes.push(super::listeners::listeners_write(
+            space,
+            &mut state.listeners,
+            entity_writes.keys(),
+            version,
+        ));
+        let slots = self.config.commit_log_slots.max(1);
+        writes.push(Write::Put {
+            record: Record::CommitLog(CommitLog {
+                space: space.to_owned(),
+                slot: (version % u64::from(slots)) as u32,
+                version,
+                written,
+            }),
+            expect: Expect::Any,
+        });
+        writes
+    }
+
+    /// The writes of the entities the mutations wrote at `version`, and a check of each
+    /// they only read, each conditioned on the version it was read at.
+    fn entity_writes(
+        &self,
+        space: &str,
+        version: u64,
+        now: u64,
+        entity_writes: &EntityWrites,
+        reads: &ReadSet,
+        writes: &mut Vec<Write>,
+    ) {
+        let expect_read = |key: &str| match reads.get(key) {
+            Some(Some(v)) => Expect::Version(*v),
+            Some(None) => Expect::Absent,
+            None => Expect::Any,
+        };
+        for (key, value) in entity_writes {
             writes.push(Write::Put {
                 record: Record::Entity(Entity {
                     space: space.to_owned(),
                     key: key.clone(),
-                    version: new_version,
+                    version,
                     value: value.clone(),
                     // A tombstone is needed only by cookies younger than the horizon.
                     expires_at: value
@@ -460,46 +543,82 @@ impl Engine {
                 expect: expect_read(key),
             });
         }
-        // A connection registered after the read above fails the commit, so that the poke
-        // after it reaches every connection registered before it; those whose space policy
-        // read a key this commit writes are marked for it to run again.
-        writes.push(super::listeners::listeners_write(
-            space,
-            &mut listeners,
-            entity_writes.keys(),
-            new_version,
-        ));
-        let slots = self.config.commit_log_slots.max(1);
-        writes.push(Write::Put {
-            record: Record::CommitLog(CommitLog {
-                space: space.to_owned(),
-                slot: (new_version % u64::from(slots)) as u32,
-                version: new_version,
-                written,
-            }),
-            expect: Expect::Any,
-        });
-        let actions = writes.len();
-        if let Err(e) = self.store.write(writes).await {
-            // What the next attempt reads ahead, if this one conflicted.
-            *read_ahead = reads.into_keys().collect();
-            return Err(e.into());
+    }
+}
+
+impl State<'_> {
+    /// The space's version the attempt read.
+    fn version(&self) -> u64 {
+        self.meta.as_ref().map_or(0, |m| m.version)
+    }
+}
+
+/// How client `id` of the push stands, from its `record` read with a group that is
+/// `group_live` or not.
+fn client_state(
+    id: &str,
+    record: Option<Record>,
+    group_id: &str,
+    group_live: bool,
+    now: u64,
+) -> Result<ClientState, Attempt> {
+    let (lmid, read_version) = match record {
+        // Expired, or of a group that is unknown now: unknown, as if TTL had deleted it (the
+        // commit is conditioned on the record read, so that a client pushing meanwhile is
+        // not overwritten).
+        Some(Record::Client(c))
+            if expired(c.expires_at, now) || (!group_live && c.group == group_id) =>
+        {
+            (0, Some(c.version))
         }
-        info!(
-            space,
-            version = new_version,
-            mutations = applied,
-            rejected = outcome.rejected.len(),
-            actions,
-            "committed"
-        );
-        outcome.processed = applied;
-        outcome.commits = 1;
-        *listeners_read = listeners;
-        Ok(if more {
-            Step::Partial
-        } else {
-            Step::Done(Reply::Ok(()))
-        })
+        Some(Record::Client(c)) if c.group != group_id => {
+            return Err(Attempt::Fail(EngineError::Unauthorized(format!(
+                "client {id:?} belongs to another client group"
+            ))));
+        }
+        Some(Record::Client(c)) => (c.lmid, Some(c.version)),
+        _ => (0, None),
+    };
+    Ok(ClientState {
+        lmid,
+        read_version,
+        dirty: false,
+    })
+}
+
+/// The write of client `id` at `version`, conditioned on the version it was read at.
+fn client_write(
+    space: &str,
+    id: &str,
+    group_id: &str,
+    version: Version,
+    client: &ClientState,
+    expires_at: u64,
+) -> Write {
+    Write::Put {
+        record: Record::Client(Client {
+            space: space.to_owned(),
+            id: id.to_owned(),
+            group: group_id.to_owned(),
+            version,
+            lmid: client.lmid,
+            expires_at: Some(expires_at),
+        }),
+        expect: client.read_version.map_or(Expect::Absent, Expect::Version),
+    }
+}
+
+/// How the client group read must be written with a commit whose clients expire at
+/// `client_expiry`, if it must. The group must outlive every client it has, or it could
+/// expire (and be taken by anyone who knows its id) while its clients still hold their
+/// lmids: it is written whenever the commit's clients would outlive it, conditioned on the
+/// expiry read (every write of a group moves it forward), so that a concurrent rewrite of an
+/// expired group fails this commit instead of being overwritten.
+fn group_write(group: Option<&Group>, client_expiry: u64) -> Option<Expect> {
+    match group.map(|g| g.expires_at) {
+        None => Some(Expect::Absent),
+        Some(None) => None,
+        Some(Some(at)) if at >= client_expiry => None,
+        Some(Some(at)) => Some(Expect::Version(at)),
     }
 }

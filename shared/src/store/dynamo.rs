@@ -11,14 +11,15 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client as DynamoClient;
 
+use super::layout::{
+    attr, CLIENT_PREFIX, CONNECTION_PK_PREFIX, GROUP_PK_PREFIX, LISTENERS_SK, META_SK,
+    SPACE_PK_PREFIX, TICKET_PK_PREFIX, VERSION_INDEX,
+};
 use super::{
     item_key, space_pk, Address, Client, CommitLog, Connection, Entity, Expect, Group, Limits,
     Listeners, Page, PageToken, Record, SpaceMeta, SpentTicket, Store, StoreError, Version, Write,
-    Written, CLIENT_PREFIX, COMMIT_LOG_PREFIX, ENTITY_PREFIX, LISTENERS_SK,
+    Written, COMMIT_LOG_PREFIX, ENTITY_PREFIX,
 };
-
-/// Name of the local secondary index on (`pk`, `v`).
-pub const VERSION_INDEX: &str = "by-version";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -134,8 +135,8 @@ impl DynamoStore {
         };
         let index = LocalSecondaryIndex::builder()
             .index_name(VERSION_INDEX)
-            .key_schema(key("pk", KeyType::Hash)?)
-            .key_schema(key("v", KeyType::Range)?)
+            .key_schema(key(attr::PK, KeyType::Hash)?)
+            .key_schema(key(attr::VERSION, KeyType::Range)?)
             .projection(
                 Projection::builder()
                     .projection_type(ProjectionType::All)
@@ -148,11 +149,11 @@ impl DynamoStore {
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute("pk", ScalarAttributeType::S)?)
-            .attribute_definitions(attribute("sk", ScalarAttributeType::S)?)
-            .attribute_definitions(attribute("v", ScalarAttributeType::N)?)
-            .key_schema(key("pk", KeyType::Hash)?)
-            .key_schema(key("sk", KeyType::Range)?)
+            .attribute_definitions(attribute(attr::PK, ScalarAttributeType::S)?)
+            .attribute_definitions(attribute(attr::SK, ScalarAttributeType::S)?)
+            .attribute_definitions(attribute(attr::VERSION, ScalarAttributeType::N)?)
+            .key_schema(key(attr::PK, KeyType::Hash)?)
+            .key_schema(key(attr::SK, KeyType::Range)?)
             .local_secondary_indexes(index)
             .send()
             .await;
@@ -272,7 +273,7 @@ impl Store for DynamoStore {
     ) -> Result<Page, StoreError> {
         self.query_page(
             Some(VERSION_INDEX),
-            "pk = :pk AND v > :v",
+            &format!("{} = :pk AND {} > :v", attr::PK, attr::VERSION),
             vec![
                 (":pk", AttributeValue::S(space_pk(space))),
                 (":v", AttributeValue::N(after.to_string())),
@@ -322,7 +323,7 @@ impl DynamoStore {
     ) -> Result<Page, StoreError> {
         self.query_page(
             None,
-            "pk = :pk AND begins_with(sk, :prefix)",
+            &format!("{} = :pk AND begins_with({}, :prefix)", attr::PK, attr::SK),
             vec![
                 (":pk", AttributeValue::S(space_pk(space))),
                 (":prefix", AttributeValue::S(prefix)),
@@ -353,7 +354,10 @@ impl DynamoStore {
                     .table_name(&self.table)
                     .set_key(Some(key_item(&address)))
                     .condition_expression(condition.unwrap_or_else(|| {
-                        "attribute_exists(pk) OR attribute_not_exists(pk)".into()
+                        format!(
+                            "attribute_exists({0}) OR attribute_not_exists({0})",
+                            attr::PK
+                        )
                     }))
                     .set_expression_attribute_names(names)
                     .set_expression_attribute_values(values)
@@ -374,13 +378,17 @@ type Condition = (
 fn condition(address: &Address, expect: Expect) -> Condition {
     match expect {
         Expect::Any => (None, None, None),
-        Expect::Absent => (Some("attribute_not_exists(pk)".into()), None, None),
+        Expect::Absent => (
+            Some(format!("attribute_not_exists({})", attr::PK)),
+            None,
+            None,
+        ),
         Expect::Version(v) => {
             let attribute = match address {
-                Address::Space { .. } => "version",
-                Address::Listeners { .. } => "rev",
-                Address::Group { .. } => "expires_at",
-                _ => "v",
+                Address::Space { .. } => attr::SPACE_VERSION,
+                Address::Listeners { .. } => attr::REV,
+                Address::Group { .. } => attr::EXPIRES_AT,
+                _ => attr::VERSION,
             };
             (
                 Some("#version = :expected".into()),
@@ -397,8 +405,8 @@ fn condition(address: &Address, expect: Expect) -> Condition {
 fn key_item(address: &Address) -> Item {
     let (pk, sk) = item_key(address);
     HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(pk)),
-        ("sk".to_owned(), AttributeValue::S(sk)),
+        (attr::PK.to_owned(), AttributeValue::S(pk)),
+        (attr::SK.to_owned(), AttributeValue::S(sk)),
     ])
 }
 
@@ -417,29 +425,29 @@ fn encode(record: &Record) -> Item {
     };
     match record {
         Record::Space(m) => {
-            set("version", n(m.version));
-            set("epoch", s(&m.epoch));
+            set(attr::SPACE_VERSION, n(m.version));
+            set(attr::EPOCH, s(&m.epoch));
         }
         Record::Entity(e) => {
-            set("v", n(e.version));
+            set(attr::VERSION, n(e.version));
             match &e.value {
-                Some(value) => set("value", s(value)),
-                None => set("deleted", AttributeValue::Bool(true)),
+                Some(value) => set(attr::VALUE, s(value)),
+                None => set(attr::DELETED, AttributeValue::Bool(true)),
             }
             if let Some(at) = e.expires_at {
-                set("expires_at", n(at));
+                set(attr::EXPIRES_AT, n(at));
             }
         }
         Record::Client(c) => {
-            set("v", n(c.version));
-            set("lmid", n(c.lmid));
-            set("group", s(&c.group));
+            set(attr::VERSION, n(c.version));
+            set(attr::LMID, n(c.lmid));
+            set(attr::GROUP, s(&c.group));
             if let Some(at) = c.expires_at {
-                set("expires_at", n(at));
+                set(attr::EXPIRES_AT, n(at));
             }
         }
         Record::CommitLog(l) => {
-            set("v", n(l.version));
+            set(attr::VERSION, n(l.version));
             let written = l
                 .written
                 .iter()
@@ -448,36 +456,36 @@ fn encode(record: &Record) -> Item {
                     Written::Client(c) => AttributeValue::S(format!("{CLIENT_PREFIX}{c}")),
                 })
                 .collect();
-            set("written", AttributeValue::L(written));
+            set(attr::WRITTEN, AttributeValue::L(written));
         }
         Record::Group(g) => {
-            set("user", s(&g.user));
-            set("space", s(&g.space));
+            set(attr::USER, s(&g.user));
+            set(attr::SPACE, s(&g.space));
             if let Some(at) = g.expires_at {
-                set("expires_at", n(at));
+                set(attr::EXPIRES_AT, n(at));
             }
         }
         Record::Listeners(l) => {
-            set("rev", n(l.rev));
+            set(attr::REV, n(l.rev));
             let connections = l
                 .connections
                 .iter()
                 .map(|(id, expires)| (id.clone(), n(*expires)))
                 .collect();
-            set("conns", AttributeValue::M(connections));
+            set(attr::CONNS, AttributeValue::M(connections));
             let owners = l
                 .owners
                 .iter()
                 .map(|(id, owner)| (id.clone(), s(owner)))
                 .collect();
-            set("owners", AttributeValue::M(owners));
+            set(attr::OWNERS, AttributeValue::M(owners));
             if !l.watches.is_empty() {
                 let watches = l
                     .watches
                     .iter()
                     .map(|(id, watch)| (id.clone(), s(watch)))
                     .collect();
-                set("watches", AttributeValue::M(watches));
+                set(attr::WATCHES, AttributeValue::M(watches));
             }
             if !l.recheck.is_empty() {
                 let recheck = l
@@ -485,16 +493,16 @@ fn encode(record: &Record) -> Item {
                     .iter()
                     .map(|(id, version)| (id.clone(), n(*version)))
                     .collect();
-                set("recheck", AttributeValue::M(recheck));
+                set(attr::RECHECK, AttributeValue::M(recheck));
             }
         }
         Record::Connection(c) => {
-            set("space", s(&c.space));
-            set("user", s(&c.user));
+            set(attr::SPACE, s(&c.space));
+            set(attr::USER, s(&c.user));
             // The table's TTL attribute: DynamoDB deletes the item some time after.
-            set("expires_at", n(c.expires_at));
+            set(attr::EXPIRES_AT, n(c.expires_at));
         }
-        Record::SpentTicket(t) => set("expires_at", n(t.expires_at)),
+        Record::SpentTicket(t) => set(attr::EXPIRES_AT, n(t.expires_at)),
     }
     item
 }
@@ -513,45 +521,48 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| bad(name))
     };
-    let pk = text("pk")?;
-    let sk = text("sk")?;
-    if let Some(group) = pk.strip_prefix("g/") {
+    let pk = text(attr::PK)?;
+    let sk = text(attr::SK)?;
+    if let Some(group) = pk.strip_prefix(GROUP_PK_PREFIX) {
         return Ok(Record::Group(Group {
             id: group.to_owned(),
-            user: text("user")?,
-            space: text("space")?,
-            expires_at: number("expires_at").ok(),
+            user: text(attr::USER)?,
+            space: text(attr::SPACE)?,
+            expires_at: number(attr::EXPIRES_AT).ok(),
         }));
     }
-    if let Some(id) = pk.strip_prefix("t/") {
+    if let Some(id) = pk.strip_prefix(TICKET_PK_PREFIX) {
         return Ok(Record::SpentTicket(SpentTicket {
             id: id.to_owned(),
-            expires_at: number("expires_at")?,
+            expires_at: number(attr::EXPIRES_AT)?,
         }));
     }
-    if let Some(id) = pk.strip_prefix("w/") {
+    if let Some(id) = pk.strip_prefix(CONNECTION_PK_PREFIX) {
         return Ok(Record::Connection(Connection {
             id: id.to_owned(),
-            space: text("space")?,
-            user: text("user")?,
-            expires_at: number("expires_at")?,
+            space: text(attr::SPACE)?,
+            user: text(attr::USER)?,
+            expires_at: number(attr::EXPIRES_AT)?,
         }));
     }
-    let space = pk.strip_prefix("s/").ok_or_else(|| bad("pk"))?.to_owned();
+    let space = pk
+        .strip_prefix(SPACE_PK_PREFIX)
+        .ok_or_else(|| bad(attr::PK))?
+        .to_owned();
     if sk == LISTENERS_SK {
         let connections = item
-            .get("conns")
+            .get(attr::CONNS)
             .and_then(|v| v.as_m().ok())
-            .ok_or_else(|| bad("conns"))?
+            .ok_or_else(|| bad(attr::CONNS))?
             .iter()
             .map(|(id, expires)| {
                 let expires = expires.as_n().ok().and_then(|n| n.parse().ok());
-                Ok((id.clone(), expires.ok_or_else(|| bad("conns"))?))
+                Ok((id.clone(), expires.ok_or_else(|| bad(attr::CONNS))?))
             })
             .collect::<Result<_, StoreError>>()?;
         // Absent from items written before owners were kept.
         let owners = item
-            .get("owners")
+            .get(attr::OWNERS)
             .and_then(|v| v.as_m().ok())
             .into_iter()
             .flatten()
@@ -559,85 +570,85 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             .collect();
         // Absent when no connection's policy read anything.
         let watches = item
-            .get("watches")
+            .get(attr::WATCHES)
             .and_then(|v| v.as_m().ok())
             .into_iter()
             .flatten()
             .map(|(id, watch)| {
-                let watch = watch.as_s().map_err(|_| bad("watches"))?;
+                let watch = watch.as_s().map_err(|_| bad(attr::WATCHES))?;
                 Ok((id.clone(), watch.clone()))
             })
             .collect::<Result<_, StoreError>>()?;
         let recheck = item
-            .get("recheck")
+            .get(attr::RECHECK)
             .and_then(|v| v.as_m().ok())
             .into_iter()
             .flatten()
             .map(|(id, version)| {
                 let version = version.as_n().ok().and_then(|n| n.parse().ok());
-                Ok((id.clone(), version.ok_or_else(|| bad("recheck"))?))
+                Ok((id.clone(), version.ok_or_else(|| bad(attr::RECHECK))?))
             })
             .collect::<Result<_, StoreError>>()?;
         return Ok(Record::Listeners(Listeners {
             space,
-            rev: number("rev")?,
+            rev: number(attr::REV)?,
             connections,
             owners,
             watches,
             recheck,
         }));
     }
-    if sk == "meta" {
+    if sk == META_SK {
         return Ok(Record::Space(SpaceMeta {
             space,
-            version: number("version")?,
-            epoch: text("epoch")?,
+            version: number(attr::SPACE_VERSION)?,
+            epoch: text(attr::EPOCH)?,
         }));
     }
     if let Some(key) = sk.strip_prefix(ENTITY_PREFIX) {
         return Ok(Record::Entity(Entity {
             space,
             key: key.to_owned(),
-            version: number("v")?,
-            value: item.get("value").and_then(|v| v.as_s().ok()).cloned(),
-            expires_at: number("expires_at").ok(),
+            version: number(attr::VERSION)?,
+            value: item.get(attr::VALUE).and_then(|v| v.as_s().ok()).cloned(),
+            expires_at: number(attr::EXPIRES_AT).ok(),
         }));
     }
     if let Some(id) = sk.strip_prefix(CLIENT_PREFIX) {
         return Ok(Record::Client(Client {
             space,
             id: id.to_owned(),
-            group: text("group")?,
-            version: number("v")?,
-            lmid: number("lmid")?,
-            expires_at: number("expires_at").ok(),
+            group: text(attr::GROUP)?,
+            version: number(attr::VERSION)?,
+            lmid: number(attr::LMID)?,
+            expires_at: number(attr::EXPIRES_AT).ok(),
         }));
     }
     if let Some(slot) = sk.strip_prefix(COMMIT_LOG_PREFIX) {
         let written = item
-            .get("written")
+            .get(attr::WRITTEN)
             .and_then(|v| v.as_l().ok())
-            .ok_or_else(|| bad("written"))?
+            .ok_or_else(|| bad(attr::WRITTEN))?
             .iter()
             .map(|w| {
-                let w = w.as_s().map_err(|_| bad("written"))?;
+                let w = w.as_s().map_err(|_| bad(attr::WRITTEN))?;
                 if let Some(k) = w.strip_prefix(ENTITY_PREFIX) {
                     Ok(Written::Entity(k.to_owned()))
                 } else if let Some(c) = w.strip_prefix(CLIENT_PREFIX) {
                     Ok(Written::Client(c.to_owned()))
                 } else {
-                    Err(bad("written"))
+                    Err(bad(attr::WRITTEN))
                 }
             })
             .collect::<Result<_, _>>()?;
         return Ok(Record::CommitLog(CommitLog {
             space,
             slot: slot.parse().map_err(|_| bad("slot"))?,
-            version: number("v")?,
+            version: number(attr::VERSION)?,
             written,
         }));
     }
-    Err(bad("sk"))
+    Err(bad(attr::SK))
 }
 
 fn encode_token(key: &Item) -> PageToken {

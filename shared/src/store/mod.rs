@@ -13,8 +13,12 @@
 //! Nothing in the engine depends on which implementation it runs on.
 
 #[cfg(feature = "dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub mod dynamo;
+mod layout;
 pub mod memory;
+
+pub(crate) use layout::{item_key, record_bytes, space_pk, COMMIT_LOG_PREFIX, ENTITY_PREFIX};
 
 use async_trait::async_trait;
 
@@ -430,37 +434,6 @@ pub trait Store: Send + Sync {
     async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError>;
 }
 
-/// Partition and sort key of an address. Both implementations use this layout, so the
-/// in-memory store orders records exactly as DynamoDB does (by UTF-8 bytes).
-pub fn item_key(address: &Address) -> (String, String) {
-    match address {
-        Address::Space { space } => (space_pk(space), "meta".to_owned()),
-        Address::Entity { space, key } => (space_pk(space), format!("{ENTITY_PREFIX}{key}")),
-        Address::Client { space, client } => (space_pk(space), format!("{CLIENT_PREFIX}{client}")),
-        Address::CommitLog { space, slot } => {
-            (space_pk(space), format!("{COMMIT_LOG_PREFIX}{slot:05}"))
-        }
-        Address::Group { group } => (format!("g/{group}"), "group".to_owned()),
-        Address::Listeners { space } => (space_pk(space), LISTENERS_SK.to_owned()),
-        Address::Connection { id } => (format!("w/{id}"), "conn".to_owned()),
-        Address::SpentTicket { id } => (format!("t/{id}"), "ticket".to_owned()),
-    }
-}
-
-/// Partition key of a space.
-pub fn space_pk(space: &str) -> String {
-    format!("s/{space}")
-}
-
-/// Sort key prefix of entities.
-pub const ENTITY_PREFIX: &str = "e/";
-/// Sort key prefix of clients.
-pub const CLIENT_PREFIX: &str = "c/";
-/// Sort key prefix of commit log slots.
-pub const COMMIT_LOG_PREFIX: &str = "log/";
-/// Sort key of a space's listeners.
-pub const LISTENERS_SK: &str = "listeners";
-
 /// Reads every page of a query.
 pub async fn all_pages<'a, F, Fut>(mut query: F) -> Result<Vec<Record>, StoreError>
 where
@@ -476,79 +449,5 @@ where
             Some(next) => token = Some(next),
             None => return Ok(records),
         }
-    }
-}
-
-/// A conservative estimate of a record's stored size in bytes (attribute names and values,
-/// numbers counted at their largest), used to keep records and writes within [`Limits`].
-pub fn record_bytes(record: &Record) -> usize {
-    const NUMBER: usize = 21;
-    let (pk, sk) = item_key(&record.address());
-    let keys = "pk".len() + pk.len() + "sk".len() + sk.len();
-    keys + match record {
-        Record::Space(m) => "version".len() + NUMBER + "epoch".len() + m.epoch.len(),
-        Record::Entity(e) => {
-            "v".len()
-                + NUMBER
-                + "value".len()
-                + e.value.as_ref().map_or(0, String::len)
-                + "deleted".len()
-                + 1
-                + "expires_at".len()
-                + NUMBER
-        }
-        Record::Client(c) => {
-            "v".len()
-                + NUMBER
-                + "lmid".len()
-                + NUMBER
-                + "group".len()
-                + c.group.len()
-                + "expires_at".len()
-                + NUMBER
-        }
-        Record::CommitLog(l) => {
-            "v".len()
-                + NUMBER
-                + "written".len()
-                + l.written
-                    .iter()
-                    .map(|w| match w {
-                        Written::Entity(k) => k.len() + ENTITY_PREFIX.len() + 3,
-                        Written::Client(c) => c.len() + CLIENT_PREFIX.len() + 3,
-                    })
-                    .sum::<usize>()
-        }
-        Record::Group(g) => {
-            "user".len()
-                + g.user.len()
-                + "space".len()
-                + g.space.len()
-                + "expires_at".len()
-                + NUMBER
-        }
-        Record::Listeners(l) => {
-            "rev".len()
-                + NUMBER
-                + "conns".len()
-                + l.connections
-                    .keys()
-                    .map(|id| id.len() + NUMBER + 3)
-                    .sum::<usize>()
-                + "owners".len()
-                + l.owners
-                    .iter()
-                    .map(|(id, owner)| id.len() + owner.len() + 3)
-                    .sum::<usize>()
-        }
-        Record::Connection(c) => {
-            "space".len()
-                + c.space.len()
-                + "user".len()
-                + c.user.len()
-                + "expires_at".len()
-                + NUMBER
-        }
-        Record::SpentTicket(_) => "expires_at".len() + NUMBER,
     }
 }

@@ -29,14 +29,16 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::cookies::compare;
 use arbitrary::{Arbitrary, Unstructured};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use replicache_dynamodb::engine::{Clock, Engine, EngineConfig};
 use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
 use replicache_dynamodb::protocol::SYNC_KEY;
 use replicache_dynamodb::protocol::{PullRequest, PushRequest};
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::{Clock, Engine, EngineConfig, Operation};
+use replicache_dynamodb::Operation;
 use serde_json::{json, Map, Value};
 
 /// The production default body limit.
@@ -45,8 +47,6 @@ const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 const NOW: u64 = 1_800_000_000;
 /// A pull budget that makes a page of every commit of the world.
 const TINY_PULL_BUDGET: usize = 40;
-/// Largest integer the client compares exactly.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 thread_local! {
     static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
@@ -68,7 +68,7 @@ fn config() -> EngineConfig {
 }
 
 fn api_over(store: Arc<MemoryStore>, config: EngineConfig) -> Api {
-    let engine = Engine::new(store, super::app::app(), config);
+    let engine = Engine::new(store, crate::app::app(), config);
     Api::new(engine, AuthMode::Header, MAX_BODY_BYTES)
 }
 
@@ -228,8 +228,8 @@ fn request<T: serde::de::DeserializeOwned>(body: &[u8]) -> T {
 /// existing clients, groups and keys.
 const PREPUSHED: usize = 2;
 
-/// The push target: `data` as a push on a fresh store holding the first [`PREPUSHED`] pushes of
-/// [`history`], then again.
+/// The push target: `data` as a push on a fresh store holding the first `PREPUSHED` pushes of
+/// `history`, then again.
 pub fn push(data: &[u8]) {
     let input = HttpInput::parse(data);
     fastrand::seed(0);
@@ -742,58 +742,6 @@ fn base(sent: &Value, space: &Space) -> Option<Base> {
         version,
         issued,
         pending,
-    })
-}
-
-/// What the client compares a cookie by, for cookies it can hold: null, a number (not beyond
-/// what it compares exactly) or a string, alone or as the `order` of an object (where null
-/// counts as 0: the client subtracts). Crafted string orders whose 16-digit counter is about
-/// to overflow into a 17th digit are left out (the server's counters are space versions).
-enum Compared {
-    Null,
-    Number(f64),
-    Text(String),
-}
-
-fn compared(cookie: &Value) -> Option<Compared> {
-    let value = match cookie {
-        Value::Null => return Some(Compared::Null),
-        Value::Object(o) => o.get("order")?,
-        other => other,
-    };
-    match value {
-        Value::Null => Some(Compared::Number(0.0)),
-        Value::Number(n) => n
-            .as_f64()
-            .filter(|n| n.abs() <= MAX_SAFE_INTEGER / 2.0)
-            .map(Compared::Number),
-        Value::String(s) => {
-            let counter = s
-                .rsplit_once('~')
-                .filter(|(_, n)| n.len() == 16)
-                .and_then(|(_, n)| n.parse::<u64>().ok());
-            let near_overflow = counter.is_some_and(|n| n >= 9_000_000_000_000_000);
-            (!near_overflow).then(|| Compared::Text(s.clone()))
-        }
-        _ => None,
-    }
-}
-
-/// `compareCookies` of the replicache client: null lowest, strings (if either is one) by UTF-16
-/// code units, numbers numerically. `None` where the client could not hold `b`.
-fn compare(a: &Value, b: &Value) -> Option<Ordering> {
-    let (a, b) = (compared(a)?, compared(b)?);
-    let text = |c: &Compared| match c {
-        Compared::Null => "null".to_owned(),
-        Compared::Number(n) => n.to_string(),
-        Compared::Text(s) => s.clone(),
-    };
-    Some(match (&a, &b) {
-        (Compared::Null, Compared::Null) => Ordering::Equal,
-        (Compared::Null, _) => Ordering::Less,
-        (_, Compared::Null) => Ordering::Greater,
-        (Compared::Number(x), Compared::Number(y)) => x.partial_cmp(y)?,
-        _ => text(&a).encode_utf16().cmp(text(&b).encode_utf16()),
     })
 }
 
