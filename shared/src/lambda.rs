@@ -6,7 +6,7 @@
 //! use replicache_dynamodb::{lambda, App, Mutators, Operation};
 //!
 //! #[tokio::main]
-//! async fn main() -> Result<(), lambda_http::Error> {
+//! async fn main() -> Result<(), lambda::Error> {
 //!     let app = App::new(Mutators::new()); // your application
 //!     lambda::serve(Operation::Push, app).await
 //! }
@@ -22,6 +22,10 @@ mod connections;
 mod pokes;
 
 pub use pokes::ApiGatewayPoker;
+
+/// Why a function could not start or stopped: what [`serve`] returns, so that a function's
+/// `main` needs no dependency on `lambda_http` of its own.
+pub use lambda_http::Error;
 
 use std::time::Duration;
 
@@ -41,7 +45,7 @@ use crate::store::dynamo::DynamoStore;
 /// `sub` claim API Gateway's JWT authorizer verified), `SCHEMA_VERSION`, `MAX_BODY_BYTES`,
 /// `APP_BUNDLE` (a JavaScript app to add to `app`), and the AWS SDK's own variables. A missing or bad setting is logged (naming the variable)
 /// and fails the function's init: the process exits with an error before it takes a request.
-pub async fn serve(op: Operation, app: App) -> Result<(), lambda_http::Error> {
+pub async fn serve(op: Operation, app: App) -> Result<(), Error> {
     crate::telemetry::init();
     let api = match api_from_env(op, app).await {
         Ok(api) => api,

@@ -49,7 +49,8 @@
 //! # Running it
 //!
 //! - On AWS: one binary per function, each `lambda::serve(Operation::Push, app())` (or
-//!   `Pull`), deployed with the repository's `template.yaml` (feature `lambda`).
+//!   `Pull`, `Poke`), deployed with the repository's `template.yaml` (feature `lambda`). The
+//!   repository's `scripts/new-app` writes such a crate, with the template, for your app.
 //! - Locally: `dev::run(app())` serves push, pull, pokes and a web client on 127.0.0.1, on
 //!   an in-memory store (feature `dev-server`) or DynamoDB Local (`dev-server-dynamodb`).
 //! - In tests: [`testing::TestServer`] runs mutators and the policy on the in-memory store,

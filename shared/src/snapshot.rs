@@ -103,39 +103,64 @@ fn seen_versions<'a>(records: impl Iterator<Item = &'a Record>) -> HashMap<Writt
 
 /// Every item each of `commits` wrote is seen at least at that commit's version.
 fn check_visible(commits: Vec<&CommitLog>, seen: &HashMap<Written, Version>) -> Result<(), String> {
+    match unseen(commits, seen).into_iter().next() {
+        Some((w, version)) => Err(format!("commit {version} is not visible on {w:?} yet")),
+        None => Ok(()),
+    }
+}
+
+/// What `commits` wrote that is not seen at least at the version of the commit that wrote
+/// it, with that version.
+fn unseen(commits: Vec<&CommitLog>, seen: &HashMap<Written, Version>) -> Vec<(Written, Version)> {
+    let mut unseen = Vec::new();
     for log in commits {
         for w in &log.written {
             if seen.get(w).is_none_or(|v| *v < log.version) {
-                return Err(format!(
-                    "commit {} is not visible on {w:?} yet",
-                    log.version
-                ));
+                unseen.push((w.clone(), log.version));
             }
         }
     }
-    Ok(())
+    unseen
 }
 
 /// One page of a sync too large for one response: the latest record per address among
-/// `records` (the changes in `(after, cut]`, read first), if each commit in
-/// `(recent_after, cut]` (those recent enough that they may still be becoming visible; older
-/// ones are assumed visible) shows in full: its commit log, and every item it wrote, seen in
-/// `records` or, overwritten since, in `later` (the changes above `cut`, read after).
-/// Otherwise, why not. The page is not a snapshot: keys overwritten after `cut` come with a
+/// `records` (the changes in `(after, cut]`), if each commit in `(recent_after, cut]` (those
+/// recent enough that they may still be becoming visible; older ones are assumed visible)
+/// shows its commit log. With it, what those commits wrote that the page does not show at
+/// their version: each must since have been overwritten above `cut` ([`overwritten`]), or it
+/// is not visible yet. The page is not a snapshot: keys overwritten after `cut` come with a
 /// later page, and the page that completes the sync is a snapshot again ([`changes_at`]).
 pub(crate) fn page_at(
     records: Vec<Record>,
-    later: Vec<Record>,
     recent_after: Version,
     cut: Version,
     slots: u32,
-) -> Result<BTreeMap<Address, Record>, String> {
+) -> Result<(BTreeMap<Address, Record>, Vec<Written>), String> {
     let (latest, logs) = latest_per_address(records, cut, "a page cut at")?;
+    let mut missing = Vec::new();
     if cut > recent_after {
-        let seen = seen_versions(latest.values().chain(later.iter()));
-        check_visible(recent_commits(&logs, recent_after, cut, slots)?, &seen)?;
+        let seen = seen_versions(latest.values());
+        let recent = recent_commits(&logs, recent_after, cut, slots)?;
+        missing = unseen(recent, &seen).into_iter().map(|(w, _)| w).collect();
+        missing.sort_unstable();
+        missing.dedup();
     }
-    Ok(latest)
+    Ok((latest, missing))
+}
+
+/// Whether each item a page misses (`missing`, now at `versions`) was overwritten above the
+/// page's `cut`, so that it comes with a later page; otherwise, why the page must wait.
+pub(crate) fn overwritten(
+    missing: &[Written],
+    versions: &[Option<Version>],
+    cut: Version,
+) -> Result<(), String> {
+    for (w, version) in missing.iter().zip(versions) {
+        if version.is_none_or(|v| v <= cut) {
+            return Err(format!("a commit up to {cut} is not visible on {w:?} yet"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -172,17 +197,23 @@ mod tests {
             log(2, &["a", "b"], 8),
         ];
         let b_seen = vec![entity("b", 2)];
-        assert!(page_at([page.clone(), b_seen].concat(), vec![], 0, 2, 8).is_ok());
-        // b not visible yet: not a page to answer (the client would never get b).
-        let why = page_at(page.clone(), vec![], 0, 2, 8).unwrap_err();
-        assert!(why.contains("commit 2"), "{why}");
-        // b overwritten by commit 3 since: the page stands, b comes with the next one.
-        let latest = page_at(page.clone(), vec![entity("b", 3)], 0, 2, 8).unwrap();
+        let (_, missing) = page_at([page.clone(), b_seen].concat(), 0, 2, 8).unwrap();
+        assert!(missing.is_empty());
+        // b not in the page: it must have been overwritten since, or the client would never
+        // get it.
+        let (latest, missing) = page_at(page.clone(), 0, 2, 8).unwrap();
+        assert_eq!(missing, [Written::Entity("b".into())]);
         assert!(!latest.contains_key(&Address::Entity {
             space: "s".into(),
             key: "b".into()
         }));
+        // Not visible yet (absent, or still at an older version): not a page to answer.
+        let why = overwritten(&missing, &[None], 2).unwrap_err();
+        assert!(why.contains("not visible"), "{why}");
+        assert!(overwritten(&missing, &[Some(2)], 2).is_err());
+        // Overwritten by commit 3 since: the page stands, b comes with the next one.
+        assert!(overwritten(&missing, &[Some(3)], 2).is_ok());
         // Commits older than the recent window are not checked.
-        assert!(page_at(page, vec![], 2, 2, 8).is_ok());
+        assert!(page_at(page, 2, 2, 8).unwrap().1.is_empty());
     }
 }

@@ -95,12 +95,12 @@ export async function startDynamoDbLocal() {
 
 /**
  * Starts a dev server (the debug build `scripts/test` makes: the chat's `dev-server`, or
- * `bin`, e.g. `todo-dev`) on a free port, with the in-memory store or, given
+ * `bin`, e.g. `todo-dev`, or the executable `binary`) on a free port, with the in-memory store or, given
  * `dynamodbEndpoint`, a fresh table in DynamoDB Local. It serves `webDir` (default the
  * demo's build, web/dist) at /.
  */
-export async function startServer({ bin: name = 'dev-server', dynamodbEndpoint, table, port = 0, args: extraArgs = [], env: extraEnv = {}, webDir = path.join(root, 'web/dist') } = {}) {
-  const bin = (name === 'dev-server' && process.env.DEV_SERVER_BIN) || path.join(root, 'target/debug', name);
+export async function startServer({ bin: name = 'dev-server', binary, dynamodbEndpoint, table, port = 0, args: extraArgs = [], env: extraEnv = {}, webDir = path.join(root, 'web/dist') } = {}) {
+  const bin = binary || (name === 'dev-server' && process.env.DEV_SERVER_BIN) || path.join(root, 'target/debug', name);
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ...extraEnv };
   const args = ['--port', String(port), '--web-dir', webDir];
   if (dynamodbEndpoint) {

@@ -1,4 +1,5 @@
-//! A store wrapper that counts requests, to assert the engine's round trips.
+//! A store wrapper that counts requests and the bytes of values they read, to assert the
+//! engine's round trips and what they cost.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ pub struct CountingStore {
     inner: Arc<dyn Store>,
     calls: AtomicUsize,
     conflicts: AtomicUsize,
+    value_bytes: AtomicUsize,
 }
 
 impl CountingStore {
@@ -23,6 +25,7 @@ impl CountingStore {
             inner,
             calls: AtomicUsize::new(0),
             conflicts: AtomicUsize::new(0),
+            value_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -36,8 +39,31 @@ impl CountingStore {
         self.calls.swap(0, Ordering::SeqCst)
     }
 
+    /// Bytes of entity values read so far; resets the count.
+    pub fn take_value_bytes(&self) -> usize {
+        self.value_bytes.swap(0, Ordering::SeqCst)
+    }
+
     fn count(&self) {
         self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn read<'a>(&self, records: impl IntoIterator<Item = &'a Record>) {
+        let bytes: usize = records
+            .into_iter()
+            .map(|r| match r {
+                Record::Entity(e) => e.value.as_ref().map_or(0, String::len),
+                _ => 0,
+            })
+            .sum();
+        self.value_bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    fn read_page(&self, page: Result<Page, StoreError>) -> Result<Page, StoreError> {
+        if let Ok(page) = &page {
+            self.read(&page.records);
+        }
+        page
     }
 }
 
@@ -49,7 +75,16 @@ impl Store for CountingStore {
 
     async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
         self.count();
-        self.inner.get(addresses).await
+        let got = self.inner.get(addresses).await;
+        if let Ok(records) = &got {
+            self.read(records.iter().flatten());
+        }
+        got
+    }
+
+    async fn versions(&self, addresses: &[Address]) -> Result<Vec<Option<Version>>, StoreError> {
+        self.count();
+        self.inner.versions(addresses).await
     }
 
     async fn changes(
@@ -59,7 +94,7 @@ impl Store for CountingStore {
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
         self.count();
-        self.inner.changes(space, after, page).await
+        self.read_page(self.inner.changes(space, after, page).await)
     }
 
     async fn entities(
@@ -69,12 +104,12 @@ impl Store for CountingStore {
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
         self.count();
-        self.inner.entities(space, prefix, page).await
+        self.read_page(self.inner.entities(space, prefix, page).await)
     }
 
     async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {
         self.count();
-        self.inner.commit_logs(space, page).await
+        self.read_page(self.inner.commit_logs(space, page).await)
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {

@@ -1,9 +1,7 @@
 //! The application-facing API as the engine enforces it: the space policy runs before
 //! anything else is read or written, engine outcomes cannot be swallowed by a mutator, a `Tx`
-//! does not outlive its mutation, scans honour their start key and limit, and the library
-//! does not depend on the example applications.
+//! does not outlive its mutation, and scans honour their start key and limit.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use integration_tests::app;
@@ -151,49 +149,6 @@ async fn a_tx_works_only_while_its_mutation_runs() {
     .await;
     let view = pull_ok(&e, &me, "g1", Value::Null).await;
     assert_eq!(keys_of(&view), ["a", "c"]);
-}
-
-/// The library is what applications build on, never the other way round: neither example
-/// app is anywhere in its dependency tree, with every feature on.
-#[test]
-fn the_library_depends_on_neither_example_app() {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "-p",
-            "replicache-dynamodb",
-            "--all-features",
-            "-e",
-            "normal,build",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo tree");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tree = String::from_utf8_lossy(&out.stdout);
-    let names: Vec<&str> = tree
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    assert_eq!(names.first(), Some(&"replicache-dynamodb"), "{tree}");
-    assert!(
-        names.contains(&"serde") && names.contains(&"axum"),
-        "{tree}"
-    );
-    for app in ["chat", "todo"] {
-        assert!(
-            !names.contains(&app),
-            "the library depends on the {app} app:\n{tree}"
-        );
-    }
 }
 
 #[tokio::test]

@@ -484,13 +484,50 @@ crate::on_both_stores! {
         let (status, r) = call(&api, Operation::Push, "alice", body).await;
         assert_eq!((status, r), (StatusCode::OK, json!({})));
         // A commit is one read and one write, and holds 100 actions: 4 besides clients and
-        // keys (counter, group, listeners, log), a client each, a key each mutation here.
+        // keys (counter, group, listeners, log), then a key for each mutation and a client for
+        // each client it has not written yet. The mutations cycle through all the clients, so
+        // a commit of fewer mutations than clients writes a client for every one of them.
         let mutations = most * per_client as usize;
-        let commits = mutations.div_ceil(100 - 4 - most);
+        let per_commit = (100 - 4) / 2;
+        assert!(per_commit < most);
+        let commits = mutations.div_ceil(per_commit);
         let requests = count.take();
-        assert!(requests <= 2 * commits, "{requests} requests for {commits} commits");
+        assert_eq!(requests, 2 * commits, "{requests} requests for {commits} commits");
         let (lmid, keys) = view(&api, "g1", &format!("c{}", most - 1)).await;
         assert_eq!((lmid, keys.len()), (Some(per_client), mutations));
+    }
+}
+
+crate::on_both_stores! {
+    async fn a_page_reads_no_value_beyond_its_cut(backend) {
+        // Large commits, more than a query page of them, all within the last commits: a
+        // fresh sync's first page, cut after the first, once read every one of them (values
+        // and all) to check that page's visibility.
+        let count = Arc::new(CountingStore::new(backend.store().await));
+        let config = EngineConfig {
+            pull_budget_bytes: 1_000,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(count.clone(), app::app(), config);
+        let api = Api::new(engine, AuthMode::Header, 5 * 1024 * 1024);
+        let value = "x".repeat(100_000);
+        for id in 1..=30u64 {
+            let put = m("c1", id, "put", json!({"key": format!("k{id:02}"), "value": value}));
+            let (status, _) = call(&api, Operation::Push, "alice", push_body("g1", json!([put]))).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        count.take();
+        count.take_value_bytes();
+        let (status, r) = call(&api, Operation::Pull, "alice", pull_body("g2", Value::Null)).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        assert_eq!(r["patch"][1]["key"], "k01", "{r}");
+        assert_eq!(r["patch"].as_array().unwrap().len(), 3, "clear, k01, the sync key");
+        // The space's head, the first page of changes (a query page holds at most 1 MB), and
+        // the version of what commit 1 wrote that the page does not show: client c1, written
+        // again by every later commit.
+        assert_eq!(count.take(), 3);
+        let read = count.take_value_bytes();
+        assert!(read <= 1024 * 1024 + value.len(), "{read} bytes of values read");
     }
 }
 

@@ -419,9 +419,22 @@ mod tests {
                 .unwrap(),
             Mutated::Applied
         );
-        let pulled = bob.pull().await.unwrap();
-        assert!(pulled.patch.len() >= 4, "{pulled:?}"); // clear, members, meta, the todo
-                                                        // Only the owner shares.
+        // A pull from scratch: a clear, then each key of the space once, in no promised order.
+        let pulled = serde_json::to_value(bob.pull().await.unwrap().patch).unwrap();
+        let mut patch = pulled.as_array().unwrap().clone();
+        patch[1..].sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+        let list = json!({"owner": "alice", "members": ["alice", "bob"]});
+        let todo = json!({"id": "1", "text": "apples", "completed": false, "sort": 0});
+        assert_eq!(
+            patch,
+            [
+                json!({"op": "clear"}),
+                json!({"op": "put", "key": "members", "value": list}),
+                json!({"op": "put", "key": "meta", "value": {"name": "Groceries"}}),
+                json!({"op": "put", "key": "todo/1", "value": todo}),
+            ]
+        );
+        // Only the owner shares.
         assert!(rejected(
             bob.mutate("share", json!({"user": "carol"})).await.unwrap()
         ));

@@ -5,6 +5,6 @@
 use replicache_dynamodb::{lambda, Operation};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> Result<(), lambda::Error> {
     lambda::serve(Operation::Poke, chat::app()?).await
 }

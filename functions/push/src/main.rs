@@ -3,6 +3,6 @@
 use replicache_dynamodb::{lambda, Operation};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> Result<(), lambda::Error> {
     lambda::serve(Operation::Push, chat::app()?).await
 }

@@ -131,13 +131,15 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
         heartbeat: Duration::from_secs(options.heartbeat_secs.max(1)),
         shutdown,
     };
+    let web_dir = options.web_dir.clone();
+    let missing = get(move || not_found(web_dir.clone()));
     let app = Router::new()
         .route("/api/replicache/push", any(push))
         .route("/api/replicache/pull", any(pull))
         .route("/api/replicache/poke-ticket", any(poke_ticket))
         .route("/api/replicache/poke", get(poke))
         .layer(cors)
-        .fallback_service(ServeDir::new(&options.web_dir).fallback(get(missing_client)))
+        .fallback_service(ServeDir::new(&options.web_dir).fallback(missing))
         .layer(middleware::from_fn(log_request))
         .with_state(state);
 
@@ -381,12 +383,23 @@ async fn serve_pokes(
     }
 }
 
-async fn missing_client() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        "The web client is not built (for the chat demo: ./scripts/dev builds web/ and starts this server).\n",
-    )
-        .into_response()
+/// A path the web client's directory does not have: when the directory has no `index.html`
+/// at all, the answer says that the client is not built and how to build it, instead of a
+/// bare 404 a developer would take for a broken server.
+async fn not_found(web_dir: PathBuf) -> Response {
+    if tokio::fs::try_exists(web_dir.join("index.html"))
+        .await
+        .unwrap_or(false)
+    {
+        return (StatusCode::NOT_FOUND, "Not found\n").into_response();
+    }
+    let message = format!(
+        "The web client is not built: {} has no index.html.\n\
+         The chat demo: npm run --prefix web build (./scripts/dev builds it and starts this server).\n\
+         Your own app: point --web-dir (or WEB_DIR) at your client's build.\n",
+        web_dir.display()
+    );
+    (StatusCode::NOT_FOUND, message).into_response()
 }
 
 async fn log_request(request: Request, next: Next) -> Response {

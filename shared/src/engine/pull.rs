@@ -17,8 +17,8 @@ use crate::access::Operation;
 use crate::cookie::{self, Base, Cookie};
 use crate::protocol::SYNC_KEY;
 use crate::protocol::{PatchOp, PullRequest, PullResponse, Reply, VersionType};
-use crate::snapshot::{changes_at, page_at};
-use crate::store::{all_pages, expired, Address, Record, Version};
+use crate::snapshot::{changes_at, overwritten, page_at};
+use crate::store::{expired, Address, Record, Version};
 use crate::telemetry_names as names;
 
 /// How long a commit may take to become wholly visible, at most: far more than DynamoDB takes
@@ -158,24 +158,17 @@ impl Engine {
                 cut: version,
             });
         };
-        // A page of a larger sync: the commits up to `cut`, checked visible (a cut inside
-        // the last commits, which may still be becoming visible, needs what they overwrote
-        // since).
+        // A page of a larger sync: the commits up to `cut`, checked visible. What the last
+        // commits (which may still be becoming visible) wrote and the page does not show must
+        // have been overwritten since: its versions, and only those, are read.
         let recent_from = version.saturating_sub(u64::from(slots.max(1)));
-        let overwritten = if cut > recent_from {
-            let store = self.store.as_ref();
-            all_pages(|page| store.changes(space, cut, page)).await?
-        } else {
-            Vec::new()
-        };
-        let records = page_at(
-            read.records,
-            overwritten,
-            after.max(recent_from),
-            cut,
-            slots,
-        )
-        .map_err(Attempt::retry)?;
+        let (records, missing) =
+            page_at(read.records, after.max(recent_from), cut, slots).map_err(Attempt::retry)?;
+        if !missing.is_empty() {
+            let addresses: Vec<Address> = missing.iter().map(|w| w.address(space)).collect();
+            let versions = self.store.versions(&addresses).await?;
+            overwritten(&missing, &versions, cut).map_err(Attempt::retry)?;
+        }
         Ok(Snapshot { records, cut })
     }
 

@@ -169,6 +169,69 @@ impl DynamoStore {
         }
     }
 
+    /// The items at `addresses` (each once), with only the `projection`'s attributes if one
+    /// is given: BatchGetItem, 100 keys a request.
+    async fn batch_get(
+        &self,
+        addresses: &[Address],
+        projection: Option<String>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        // Each key once (BatchGetItem refuses duplicates), in time linear in the addresses.
+        let mut seen = HashSet::with_capacity(addresses.len());
+        let mut wanted: Vec<Item> = addresses
+            .iter()
+            .filter(|a| seen.insert(item_key(a)))
+            .map(key_item)
+            .collect();
+        // BatchGetItem takes 100 keys and may leave some unprocessed (throttling): ask again
+        // for those, backing off, a bounded number of times.
+        let mut throttled = 0u32;
+        while !wanted.is_empty() {
+            let rest = wanted.split_off(wanted.len().min(100));
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::replace(&mut wanted, rest)))
+                .consistent_read(true)
+                .set_projection_expression(projection.clone())
+                .build()
+                .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                found.push(item.clone());
+            }
+            let unprocessed = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if !unprocessed.is_empty() {
+                throttled += 1;
+                if throttled >= MAX_UNPROCESSED_ROUNDS {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} keys still unprocessed after {throttled} BatchGetItem rounds",
+                        unprocessed.len()
+                    )));
+                }
+                let cap_ms = 10u64 << throttled.min(6);
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..=cap_ms)))
+                    .await;
+                wanted.extend(unprocessed);
+            }
+        }
+        Ok(found)
+    }
+
     async fn query_page(
         &self,
         index: Option<&str>,
@@ -206,62 +269,36 @@ impl Store for DynamoStore {
     }
 
     async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError> {
-        let mut found: HashMap<(String, String), Record> = HashMap::new();
-        // Each key once (BatchGetItem refuses duplicates), in time linear in the addresses.
-        let mut seen = HashSet::with_capacity(addresses.len());
-        let mut wanted: Vec<Item> = addresses
+        let found: HashMap<(String, String), Record> = self
+            .batch_get(addresses, None)
+            .await?
             .iter()
-            .filter(|a| seen.insert(item_key(a)))
-            .map(key_item)
-            .collect();
-        // BatchGetItem takes 100 keys and may leave some unprocessed (throttling): ask again
-        // for those, backing off, a bounded number of times.
-        let mut throttled = 0u32;
-        while !wanted.is_empty() {
-            let rest = wanted.split_off(wanted.len().min(100));
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::replace(&mut wanted, rest)))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Rejected(e.to_string()))?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(&self.table))
-                .into_iter()
-                .flatten()
-            {
-                let record = decode(item)?;
-                found.insert(item_key(&record.address()), record);
-            }
-            let unprocessed = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-            if !unprocessed.is_empty() {
-                throttled += 1;
-                if throttled >= MAX_UNPROCESSED_ROUNDS {
-                    return Err(StoreError::Unavailable(format!(
-                        "{} keys still unprocessed after {throttled} BatchGetItem rounds",
-                        unprocessed.len()
-                    )));
-                }
-                let cap_ms = 10u64 << throttled.min(6);
-                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..=cap_ms)))
-                    .await;
-                wanted.extend(unprocessed);
+            .map(|item| decode(item).map(|r| (item_key(&r.address()), r)))
+            .collect::<Result<_, _>>()?;
+        Ok(addresses
+            .iter()
+            .map(|a| found.get(&item_key(a)).cloned())
+            .collect())
+    }
+
+    async fn versions(&self, addresses: &[Address]) -> Result<Vec<Option<Version>>, StoreError> {
+        // Keys and versions only: what is transferred and held stays small however large
+        // the values (DynamoDB still charges reads by item size).
+        let projection = format!("{}, {}, {}", attr::PK, attr::SK, attr::VERSION);
+        let mut found: HashMap<(String, String), Version> = HashMap::new();
+        for item in self.batch_get(addresses, Some(projection)).await? {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            let version = item
+                .get(attr::VERSION)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok());
+            if let (Some(pk), Some(sk), Some(version)) = (text(attr::PK), text(attr::SK), version) {
+                found.insert((pk, sk), version);
             }
         }
         Ok(addresses
             .iter()
-            .map(|a| found.get(&item_key(a)).cloned())
+            .map(|a| found.get(&item_key(a)).copied())
             .collect())
     }
 

@@ -131,6 +131,22 @@ pub enum Written {
     Client(String),
 }
 
+impl Written {
+    /// Its address in `space`.
+    pub fn address(&self, space: &str) -> Address {
+        match self {
+            Written::Entity(key) => Address::Entity {
+                space: space.to_owned(),
+                key: key.clone(),
+            },
+            Written::Client(client) => Address::Client {
+                space: space.to_owned(),
+                client: client.clone(),
+            },
+        }
+    }
+}
+
 /// The write set of one recent commit, kept in a ring of slots so that a reader can tell
 /// whether a commit it counts on is fully visible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,6 +423,16 @@ pub trait Store: Send + Sync {
 
     /// Reads records by address, each strongly consistent; one request.
     async fn get(&self, addresses: &[Address]) -> Result<Vec<Option<Record>>, StoreError>;
+
+    /// The version of each entity or client at `addresses` (`None` if absent), each strongly
+    /// consistent: [`Store::get`] without the values.
+    async fn versions(&self, addresses: &[Address]) -> Result<Vec<Option<Version>>, StoreError> {
+        let records = self.get(addresses).await?;
+        Ok(records
+            .iter()
+            .map(|r| r.as_ref().and_then(Record::row_version))
+            .collect())
+    }
 
     /// One page of the space's versioned records (entities, clients, commit logs) with a
     /// version above `after`, in version order; strongly consistent but read-committed.
