@@ -1,12 +1,12 @@
 //! Who may do what with a space: the requests a space policy and a write rule decide on, and
 //! a policy's answer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
 use crate::error::{reject, Result};
-use crate::store::{Address, Record, Store};
+use crate::store::{Address, Record, Store, Version};
 
 /// What a request does with a space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +65,20 @@ pub struct SpaceRequest {
     space: String,
     operation: Operation,
     store: Arc<dyn Store>,
+    /// What the policy read so far, for a poke connection to watch (see [`PolicyRead`]).
+    reads: Arc<Mutex<Vec<PolicyRead>>>,
+}
+
+/// One record a space policy read, and the version it found (`None`: absent): the
+/// connection the policy admitted is conditioned on it, and watches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PolicyRead {
+    /// The space read.
+    pub space: String,
+    /// The key read.
+    pub key: String,
+    /// Its version then (a tombstone's too); `None`: absent.
+    pub version: Option<Version>,
 }
 
 impl SpaceRequest {
@@ -79,7 +93,13 @@ impl SpaceRequest {
             space: space.to_owned(),
             operation,
             store,
+            reads: Arc::default(),
         }
+    }
+
+    /// The records the policy read through this request (and its clones) so far.
+    pub(crate) fn reads(&self) -> Vec<PolicyRead> {
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The authenticated user.
@@ -114,7 +134,19 @@ impl SpaceRequest {
             key: key.to_owned(),
         };
         let got = self.store.get(std::slice::from_ref(&address)).await?;
-        let Some(Some(Record::Entity(entity))) = got.into_iter().next() else {
+        let entity = match got.into_iter().next() {
+            Some(Some(Record::Entity(entity))) => Some(entity),
+            _ => None,
+        };
+        self.reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(PolicyRead {
+                space: space.to_owned(),
+                key: key.to_owned(),
+                version: entity.as_ref().map(|e| e.version),
+            });
+        let Some(entity) = entity else {
             return Ok(None);
         };
         entity

@@ -5,7 +5,7 @@
 //   function (refused with the status it answers), its close a `$disconnect`, and the
 //   `{"action":"ping"}` keep-alive is answered by nobody, like the template's MOCK route;
 // - the management API the push function pokes through: POST /live/@connections/{id} sends
-//   the body to that connection, or answers 410 GoneException.
+//   the body to that connection, DELETE closes it, or either answers 410 GoneException.
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -73,7 +73,7 @@ function wsEvent(type, connectionId, query) {
  * Starts the stand-in in front of `functions` ({push, pull, poke}, each with `invoke`).
  * Returns {api, ws, managementEndpoint, posts, stop}: the HTTP API's base URL, the WebSocket
  * URL (the template's PokeURL), the endpoint the push function's POKE_ENDPOINT takes, the
- * number of management posts so far.
+ * number of management posts and deletes so far.
  */
 export async function startApiGateway(functions) {
   const routes = {
@@ -101,11 +101,24 @@ export async function startApiGateway(functions) {
 
   const sockets = new Map(); // connectionId -> ws
   let posts = 0;
+  let deletes = 0;
   const wss = new WebSocketServer({ noServer: true });
   const wsApi = http.createServer((req, res) => {
     // The management API on the same port, under the stage.
     const m = req.url.match(new RegExp(`^/${STAGE}/@connections/([^/?]+)$`));
-    if (req.method !== 'POST' || !m) return res.writeHead(404).end();
+    if (!m || !['POST', 'DELETE'].includes(req.method)) return res.writeHead(404).end();
+    if (req.method === 'DELETE') {
+      // DeleteConnection: API Gateway closes the socket, then sends `$disconnect`.
+      const ws = sockets.get(decodeURIComponent(m[1]));
+      if (!ws) {
+        res.writeHead(410, { 'x-amzn-errortype': 'GoneException', 'content-type': 'application/json' }).end('{"message":null}');
+        return;
+      }
+      deletes += 1;
+      ws.close(1000);
+      res.writeHead(204).end();
+      return;
+    }
     let body = '';
     req.on('data', (c) => { body += c; });
     req.on('end', () => {
@@ -149,6 +162,7 @@ export async function startApiGateway(functions) {
     ws: `ws://127.0.0.1:${wsPort}/${STAGE}`,
     managementEndpoint: `http://127.0.0.1:${wsPort}/${STAGE}`,
     get posts() { return posts; },
+    get deletes() { return deletes; },
     async stop() {
       for (const ws of sockets.values()) ws.terminate();
       await Promise.all([httpApi, wsApi].map((s) => new Promise((resolve) => { s.closeAllConnections?.(); s.close(resolve); })));

@@ -1,6 +1,7 @@
 //! A local stand-in for API Gateway's WebSocket management API, as the real SDK calls it:
 //! `POST /{stage}/@connections/{id}` delivers to a known connection, answers 410
-//! `GoneException` for an unknown one, and takes as long as the test says for a slow one.
+//! `GoneException` for an unknown one, and takes as long as the test says for a slow one;
+//! `DELETE /{stage}/@connections/{id}` closes one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ struct Shared {
     connections: Arc<Mutex<HashSet<String>>>,
     slow: Arc<Mutex<HashMap<String, Duration>>>,
     posts: Arc<Mutex<Vec<(String, String, u64)>>>,
+    closed: Arc<Mutex<Vec<String>>>,
     observe: Arc<Mutex<Option<Observe>>>,
 }
 
@@ -35,7 +37,7 @@ impl FakeManagement {
     pub async fn start() -> Self {
         let shared = Shared::default();
         let app = Router::new()
-            .route("/{stage}/@connections/{id}", post(deliver))
+            .route("/{stage}/@connections/{id}", post(deliver).delete(close))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -76,6 +78,11 @@ impl FakeManagement {
     /// The posts delivered so far, as (connection id, data, observed); clears them.
     pub fn take(&self) -> Vec<(String, String, u64)> {
         std::mem::take(&mut self.shared.posts.lock().unwrap())
+    }
+
+    /// The connections closed so far (through `DeleteConnection`), in order; clears them.
+    pub fn take_closed(&self) -> Vec<String> {
+        std::mem::take(&mut self.shared.closed.lock().unwrap())
     }
 
     /// A management API client pointed at the fake, with test credentials.
@@ -120,4 +127,23 @@ async fn deliver(
     let data = String::from_utf8_lossy(&body).into_owned();
     shared.posts.lock().unwrap().push((id, data, observed));
     StatusCode::OK.into_response()
+}
+
+async fn close(
+    State(shared): State<Shared>,
+    Path((_stage, id)): Path<(String, String)>,
+) -> Response {
+    if !shared.connections.lock().unwrap().remove(&id) {
+        return (
+            StatusCode::GONE,
+            [
+                ("x-amzn-errortype", "GoneException"),
+                ("content-type", "application/json"),
+            ],
+            r#"{"message":null}"#,
+        )
+            .into_response();
+    }
+    shared.closed.lock().unwrap().push(id);
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -9,6 +9,7 @@ pub mod counting;
 pub mod dynamodb_local;
 pub mod fake_management;
 pub mod faulty;
+pub mod hooked;
 pub mod recording;
 
 use std::sync::Arc;

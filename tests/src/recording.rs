@@ -5,17 +5,23 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use replicache_dynamodb::pokes::Poker;
 
-/// Records every poke: the space and the connections it was given.
+/// Records every poke: the space and the connections it was given; and every close.
 #[derive(Default)]
 pub struct RecordingPoker {
     heard: Mutex<Vec<(String, Vec<String>)>>,
     gone: Mutex<Vec<String>>,
+    closed: Mutex<Vec<String>>,
 }
 
 impl RecordingPoker {
     /// The pokes so far; clears them.
     pub fn take(&self) -> Vec<(String, Vec<String>)> {
         std::mem::take(&mut self.heard.lock().unwrap())
+    }
+
+    /// The connections closed so far; clears them.
+    pub fn take_closed(&self) -> Vec<String> {
+        std::mem::take(&mut self.closed.lock().unwrap())
     }
 
     /// Reports `id` as gone when it is poked.
@@ -37,5 +43,12 @@ impl Poker for RecordingPoker {
             .filter(|c| gone.contains(c))
             .cloned()
             .collect()
+    }
+
+    async fn close(&self, _space: &str, connections: &[String]) {
+        self.closed
+            .lock()
+            .unwrap()
+            .extend(connections.iter().cloned());
     }
 }

@@ -148,13 +148,21 @@ fn the_poke_websocket_api_and_least_privilege() {
     );
     assert_eq!(
         actions(&t, "PokeFunction"),
-        ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
+        [
+            "dynamodb:BatchGetItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:PutItem"
+        ]
     );
     let manage = serde_yaml::to_string(&r["PushFunction"]["Properties"]["Policies"]).unwrap();
-    assert!(
-        manage.contains("${PokeApi}/${PokeStage}/POST/@connections/*"),
-        "ManageConnections only on this API's stage: {manage}"
-    );
+    for method in ["POST", "DELETE"] {
+        assert!(
+            manage.contains(&format!(
+                "${{PokeApi}}/${{PokeStage}}/{method}/@connections/*"
+            )),
+            "ManageConnections {method} only on this API's stage: {manage}"
+        );
+    }
     for output in ["PokeURL", "PokeTicketURL", "PushURL", "PullURL"] {
         assert!(t["Outputs"][output].is_mapping(), "output {output}");
     }

@@ -17,7 +17,6 @@
 //! standard environment, e.g. `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local). There is no
 //! authorizer: the `Authorization` header is the user id, as in `AUTH_MODE=header`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ use axum::Router;
 use bytes::Bytes;
 use clap::Parser;
 use http::{header, HeaderValue, Method, StatusCode};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tracing::{debug, info, warn};
@@ -43,7 +42,7 @@ use crate::auth::AuthMode;
 use crate::config::Settings;
 use crate::engine::{Caller, Engine, EngineError};
 use crate::http_api::{Api, ApiRequest, DEFAULT_SPACE};
-use crate::pokes::{Pokes, POKE};
+use crate::pokes::{Pokes, Signal, POKE};
 #[cfg(feature = "dynamodb")]
 use crate::store::dynamo::DynamoStore;
 use crate::store::memory::MemoryStore;
@@ -138,7 +137,6 @@ pub async fn serve(app: App, options: Options) -> Result<(), Error> {
         engine,
         tickets,
         pokes,
-        spent: Arc::default(),
         heartbeat: Duration::from_secs(options.heartbeat_secs.max(1)),
         shutdown,
     };
@@ -175,9 +173,6 @@ struct DevState {
     engine: Engine,
     tickets: TicketKey,
     pokes: Arc<Pokes>,
-    /// The ids of tickets that have opened a connection, until they expire: as on AWS, a
-    /// ticket opens one (the dev server records no connections in the store).
-    spent: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     heartbeat: Duration,
     shutdown: watch::Receiver<bool>,
 }
@@ -300,25 +295,28 @@ async fn poke(
             return (StatusCode::UNAUTHORIZED, "a poke connection needs a ticket").into_response()
         }
     };
-    {
-        let now = state.engine.now();
-        let mut spent = state.spent.lock().unwrap_or_else(|e| e.into_inner());
-        spent.retain(|_, expires_at| *expires_at > now);
-        if spent.insert(ticket.id, ticket.expires_at).is_some() {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "the ticket has already opened a connection: get another",
-            )
-                .into_response();
-        }
-    }
     let caller = Caller {
-        user: ticket.user,
+        user: ticket.user.clone(),
         space,
     };
-    match state.engine.authorize(&caller, Operation::Poke).await {
+    // Recorded in the store as on AWS, so that the engine pokes it, and closes it once the
+    // space policy refuses its user.
+    // Open before it is recorded: a poke in between must find it.
+    let id = connection_id();
+    let signal = state.pokes.open(&id);
+    let connected = state
+        .engine
+        .connect_with_ticket(&caller, &id, &ticket)
+        .await;
+    if connected.is_err() {
+        state.pokes.forget(&id);
+    }
+    match connected {
         Ok(()) => {}
         Err(EngineError::Forbidden(why)) => return (StatusCode::FORBIDDEN, why).into_response(),
+        Err(EngineError::Unauthorized(why)) => {
+            return (StatusCode::UNAUTHORIZED, why).into_response()
+        }
         Err(e) => {
             // The error's own text may name internals: it goes to the log only.
             let status = match e {
@@ -330,16 +328,32 @@ async fn poke(
             return (status, message).into_response();
         }
     }
-    let receiver = state.pokes.subscribe(&caller.space);
     let (heartbeat, shutdown) = (state.heartbeat, state.shutdown.clone());
-    upgrade.on_upgrade(move |socket| serve_pokes(socket, receiver, heartbeat, shutdown))
+    upgrade.on_upgrade(move |socket| async move {
+        serve_pokes(socket, signal, heartbeat, shutdown).await;
+        state.pokes.forget(&id);
+        if let Err(e) = state.engine.disconnect(&id).await {
+            warn!(connection = id, error = %e, "could not forget a closed connection");
+        }
+    })
 }
 
-/// Serves one poke connection until it closes, fails, or the server shuts down; sends a
-/// ping every `heartbeat` so that proxies and browsers keep an idle connection open.
+/// A random id for a poke connection, as API Gateway gives one.
+fn connection_id() -> String {
+    use base64::Engine as _;
+    let mut id = [0u8; 12];
+    if getrandom::fill(&mut id).is_err() {
+        id.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}
+
+/// Serves one poke connection until it closes, fails, is closed by the engine (the space
+/// policy refused its user), or the server shuts down; sends a ping every `heartbeat` so that
+/// proxies and browsers keep an idle connection open.
 async fn serve_pokes(
     mut socket: WebSocket,
-    mut pokes: broadcast::Receiver<()>,
+    mut signal: watch::Receiver<Signal>,
     heartbeat: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -349,9 +363,14 @@ async fn serve_pokes(
             // Pokes first: a poke already due goes out before anything read after it is
             // answered (so a client's ping round trip also flushes its pokes).
             biased;
-            poke = pokes.recv() => match poke {
-                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Message::Text(POKE.into()),
-                Err(broadcast::error::RecvError::Closed) => break,
+            changed = signal.changed() => match changed.map(|()| *signal.borrow_and_update()) {
+                Ok(Signal { closed: false, .. }) => Message::Text(POKE.into()),
+                Ok(Signal { closed: true, .. }) => {
+                    debug!("the space policy refuses this connection's user; closing it");
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
+                    break;
+                }
+                Err(_) => break,
             },
             _ = ticks.tick() => Message::Ping(Vec::new().into()),
             incoming = socket.recv() => match incoming {

@@ -10,7 +10,7 @@ pub use push::{PushOutcome, Rejection};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::access::{Access, Operation, SpaceRequest};
+use crate::access::{Access, Operation, PolicyRead, SpaceRequest};
 use crate::app::App;
 use crate::error::Kind;
 use crate::pokes::Poker;
@@ -240,9 +240,19 @@ impl Engine {
         caller: &Caller,
         operation: Operation,
     ) -> Result<(), EngineError> {
+        self.authorize_reading(caller, operation).await.map(drop)
+    }
+
+    /// [`Engine::authorize`], answering what the policy read to allow.
+    async fn authorize_reading(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+    ) -> Result<Vec<PolicyRead>, EngineError> {
         let request = SpaceRequest::new(&caller.user, &caller.space, operation, self.store.clone());
-        match self.app.access(request).await {
-            Ok(Access::Allow) => Ok(()),
+        let answer = self.app.access(request.clone()).await;
+        match answer {
+            Ok(Access::Allow) => Ok(request.reads()),
             Ok(Access::Deny(reason)) => Err(EngineError::Forbidden(reason)),
             Err(e) => Err(match e.0 {
                 Kind::Store(e) => e.into(),

@@ -223,8 +223,13 @@ impl Engine {
             return Ok(Pushed::Nothing);
         }
         let (entity_writes, reads) = state.overlay.lock().await.take_parts();
-        let writes =
-            self.commit_writes(caller, &req.client_group_id, &state, &entity_writes, &reads);
+        let writes = self.commit_writes(
+            caller,
+            &req.client_group_id,
+            &mut state,
+            &entity_writes,
+            &reads,
+        );
         let actions = writes.len();
         if let Err(e) = self.store.write(writes).await {
             // What the next attempt reads ahead, if this one conflicted.
@@ -430,12 +435,13 @@ impl Engine {
 
     /// The commit's writes, each conditioned on what the attempt read: the space's next
     /// version, the group if it must be, the clients processed, the entities written, a
-    /// check of each key only read and of the listeners, and the commit's log.
+    /// check of each key only read, the listeners (checked, or written with marks), and the
+    /// commit's log.
     fn commit_writes(
         &self,
         caller: &Caller,
         group_id: &str,
-        state: &State<'_>,
+        state: &mut State<'_>,
         entity_writes: &EntityWrites,
         reads: &ReadSet,
     ) -> Vec<Write> {
@@ -476,16 +482,14 @@ impl Engine {
         }
         self.entity_writes(space, version, state.now, entity_writes, reads, &mut writes);
         // A connection registered after the read above fails the commit, so that the poke
-        // after it reaches every connection registered before it.
-        writes.push(Write::Check {
-            address: Address::Listeners {
-                space: space.to_owned(),
-            },
-            expect: state
-                .listeners
-                .as_ref()
-                .map_or(Expect::Absent, |l| Expect::Version(l.rev)),
-        });
+        // after it reaches every connection registered before it; those whose space policy
+        // read a key this commit writes are marked for it to run again.
+        writes.push(super::listeners::listeners_write(
+            space,
+            &mut state.listeners,
+            entity_writes.keys(),
+            version,
+        ));
         let slots = self.config.commit_log_slots.max(1);
         writes.push(Write::Put {
             record: Record::CommitLog(CommitLog {

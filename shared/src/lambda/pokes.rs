@@ -1,11 +1,13 @@
 //! Pokes on AWS: after a push commits, the push function posts `poke` to every connection of
 //! the space through API Gateway's management API (`PostToConnection`), concurrently and
-//! within a time budget, so that a slow or dead connection never holds the push's response.
+//! within a time budget, so that a slow or dead connection never holds the push's response;
+//! and closes those whose user the space policy now refuses (`DeleteConnection`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_apigatewaymanagement::Client;
@@ -102,5 +104,52 @@ impl Poker for ApiGatewayPoker {
         }
         info!(space, delivered, failed, gone = gone.len(), "poked");
         gone
+    }
+
+    async fn close(&self, space: &str, connections: &[String]) {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let mut deletes = JoinSet::new();
+        for id in connections {
+            let (client, permits, id) = (self.client.clone(), permits.clone(), id.clone());
+            deletes.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let deleted = client.delete_connection().connection_id(&id).send().await;
+                match deleted {
+                    Err(e)
+                        if !matches!(
+                            e.as_service_error(),
+                            Some(DeleteConnectionError::GoneException(_))
+                        ) =>
+                    {
+                        // Forgotten anyway: no later poke reaches it, and it expires.
+                        debug!(connection = %id, error = ?e, "closing a connection failed");
+                        false
+                    }
+                    _ => true,
+                }
+            });
+        }
+        let (mut closed, mut failed) = (0usize, 0usize);
+        let deadline = tokio::time::Instant::now() + self.budget;
+        loop {
+            match tokio::time::timeout_at(deadline, deletes.join_next()).await {
+                Ok(Some(Ok(true))) => closed += 1,
+                Ok(Some(_)) => failed += 1,
+                Ok(None) => break,
+                Err(_) => {
+                    warn!(
+                        space,
+                        abandoned = deletes.len(),
+                        "closing connections not done within the budget; abandoning them"
+                    );
+                    deletes.abort_all();
+                    break;
+                }
+            }
+        }
+        info!(
+            space,
+            closed, failed, "closed connections the space policy refuses"
+        );
     }
 }

@@ -516,6 +516,22 @@ fn encode(record: &Record) -> Item {
                 .map(|(id, owner)| (id.clone(), s(owner)))
                 .collect();
             set(attr::OWNERS, AttributeValue::M(owners));
+            if !l.watches.is_empty() {
+                let watches = l
+                    .watches
+                    .iter()
+                    .map(|(id, watch)| (id.clone(), s(watch)))
+                    .collect();
+                set(attr::WATCHES, AttributeValue::M(watches));
+            }
+            if !l.recheck.is_empty() {
+                let recheck = l
+                    .recheck
+                    .iter()
+                    .map(|(id, version)| (id.clone(), n(*version)))
+                    .collect();
+                set(attr::RECHECK, AttributeValue::M(recheck));
+            }
         }
         Record::Connection(c) => {
             set(attr::SPACE, s(&c.space));
@@ -542,6 +558,10 @@ impl Fields<'_> {
             .and_then(|v| v.as_s().ok())
             .cloned()
             .ok_or_else(|| self.bad(name))
+    }
+
+    fn map(&self, name: &str) -> Option<&HashMap<String, AttributeValue>> {
+        self.0.get(name).and_then(|v| v.as_m().ok())
     }
 
     fn number(&self, name: &str) -> Result<u64, StoreError> {
@@ -624,29 +644,48 @@ fn decode_in_space(f: &Fields<'_>, space: String, sk: &str) -> Result<Record, St
 }
 
 fn decode_listeners(f: &Fields<'_>, space: String) -> Result<Record, StoreError> {
-    let connections =
-        f.0.get(attr::CONNS)
-            .and_then(|v| v.as_m().ok())
-            .ok_or_else(|| f.bad(attr::CONNS))?
-            .iter()
-            .map(|(id, expires)| {
-                let expires = expires.as_n().ok().and_then(|n| n.parse().ok());
-                Ok((id.clone(), expires.ok_or_else(|| f.bad(attr::CONNS))?))
-            })
-            .collect::<Result<_, StoreError>>()?;
+    let connections = f
+        .map(attr::CONNS)
+        .ok_or_else(|| f.bad(attr::CONNS))?
+        .iter()
+        .map(|(id, expires)| {
+            let expires = expires.as_n().ok().and_then(|n| n.parse().ok());
+            Ok((id.clone(), expires.ok_or_else(|| f.bad(attr::CONNS))?))
+        })
+        .collect::<Result<_, StoreError>>()?;
     // Absent from items written before owners were kept.
-    let owners =
-        f.0.get(attr::OWNERS)
-            .and_then(|v| v.as_m().ok())
-            .into_iter()
-            .flatten()
-            .filter_map(|(id, owner)| Some((id.clone(), owner.as_s().ok()?.clone())))
-            .collect();
+    let owners = f
+        .map(attr::OWNERS)
+        .into_iter()
+        .flatten()
+        .filter_map(|(id, owner)| Some((id.clone(), owner.as_s().ok()?.clone())))
+        .collect();
+    // Absent when no connection's policy read anything.
+    let watches = f
+        .map(attr::WATCHES)
+        .into_iter()
+        .flatten()
+        .map(|(id, watch)| {
+            let watch = watch.as_s().map_err(|_| f.bad(attr::WATCHES))?;
+            Ok((id.clone(), watch.clone()))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let recheck = f
+        .map(attr::RECHECK)
+        .into_iter()
+        .flatten()
+        .map(|(id, version)| {
+            let version = version.as_n().ok().and_then(|n| n.parse().ok());
+            Ok((id.clone(), version.ok_or_else(|| f.bad(attr::RECHECK))?))
+        })
+        .collect::<Result<_, StoreError>>()?;
     Ok(Record::Listeners(Listeners {
         space,
         rev: f.number(attr::REV)?,
         connections,
         owners,
+        watches,
+        recheck,
     }))
 }
 

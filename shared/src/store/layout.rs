@@ -43,6 +43,10 @@ pub(crate) mod attr {
     pub(crate) const CONNS: &str = "conns";
     /// A listeners record's connections' owners.
     pub(crate) const OWNERS: &str = "owners";
+    /// A listeners record's connections' watches (what the space policy read to admit them).
+    pub(crate) const WATCHES: &str = "watches";
+    /// A listeners record's connections marked for the space policy to run again.
+    pub(crate) const RECHECK: &str = "recheck";
 }
 
 /// Partition and sort key of an address. Both implementations use this layout, so the
@@ -152,6 +156,16 @@ pub(crate) fn record_bytes(record: &Record) -> usize {
                 + l.owners
                     .iter()
                     .map(|(id, owner)| id.len() + owner.len() + 3)
+                    .sum::<usize>()
+                + attr::WATCHES.len()
+                + l.watches
+                    .iter()
+                    .map(|(id, watch)| id.len() + watch.len() + 3)
+                    .sum::<usize>()
+                + attr::RECHECK.len()
+                + l.recheck
+                    .keys()
+                    .map(|id| id.len() + NUMBER + 3)
                     .sum::<usize>()
         }
         Record::Connection(c) => {

@@ -190,6 +190,13 @@ pub struct Listeners {
     /// Connection id to a digest of the user who opened it, for the cap on one user's
     /// connections (those recorded before it was kept have none).
     pub owners: std::collections::BTreeMap<String, String>,
+    /// Connection id to what the space policy read to admit it, as digests of the keys of
+    /// this space (`*`: it read more, so it is checked again before every poke). Absent
+    /// for a connection whose policy read nothing: no write can change its answer.
+    pub watches: std::collections::BTreeMap<String, String>,
+    /// Connection id to the version of the commit that wrote a key its policy read: the
+    /// policy must admit its user again before it is poked again.
+    pub recheck: std::collections::BTreeMap<String, Version>,
 }
 
 /// A poke connection and what it listens to.
