@@ -13,6 +13,7 @@ mod poke_handlers;
 mod pokes_aws;
 mod protocol;
 mod round_trips;
+mod store;
 mod template;
 mod write_rules;
 
