@@ -48,37 +48,59 @@ fn by_address(records: &[Record]) -> BTreeMap<Address, Record> {
     records.iter().map(|r| (r.address(), r.clone())).collect()
 }
 
+/// Bytes of a big value: a few of them fill more than one page of a query (1 MB).
+const BIG: usize = 180_000;
+
+/// Six commits in each of spaces `s` and `t`: values overwritten later, a tombstone, clients,
+/// over a megabyte in all. Returns the records of `s` as they stand.
+async fn fill(store: &dyn Store) -> BTreeMap<Address, Record> {
+    for space in ["s", "t"] {
+        let big = |key, version| entity(space, key, version, Some(BIG));
+        put(store, vec![big("a", 1), big("b", 1), client(space, "x", 1)]).await;
+        put(
+            store,
+            vec![big("c", 2), big("d", 2), big("g", 2), big("i", 2)],
+        )
+        .await;
+        put(
+            store,
+            vec![entity(space, "a", 3, Some(10)), client(space, "x", 3)],
+        )
+        .await;
+        put(
+            store,
+            vec![big("e", 4), big("f", 4), big("h", 4), big("j", 4)],
+        )
+        .await;
+        put(store, vec![big("c", 5), client(space, "y", 5)]).await;
+        put(store, vec![entity(space, "b", 6, None)]).await;
+    }
+    by_address(&[
+        entity("s", "a", 3, Some(10)),
+        entity("s", "b", 6, None),
+        entity("s", "c", 5, Some(BIG)),
+        entity("s", "d", 2, Some(BIG)),
+        entity("s", "e", 4, Some(BIG)),
+        entity("s", "f", 4, Some(BIG)),
+        entity("s", "g", 2, Some(BIG)),
+        entity("s", "h", 4, Some(BIG)),
+        entity("s", "i", 2, Some(BIG)),
+        entity("s", "j", 4, Some(BIG)),
+        client("s", "x", 3),
+        client("s", "y", 5),
+    ])
+}
+
 on_both_stores! {
     async fn changes_list_each_record_once_at_its_latest_version(backend) {
-        const BIG: usize = 180_000;
         let store = backend.store().await;
         let store = store.as_ref();
-        // Six commits in each of two spaces: values overwritten later, a tombstone, clients;
-        // over a megabyte in all, so that a full read takes more than one page.
-        for space in ["s", "t"] {
-            put(store, vec![entity(space, "a", 1, Some(BIG)), entity(space, "b", 1, Some(BIG)), client(space, "x", 1)]).await;
-            put(store, vec![entity(space, "c", 2, Some(BIG)), entity(space, "d", 2, Some(BIG)), entity(space, "g", 2, Some(BIG))]).await;
-            put(store, vec![entity(space, "a", 3, Some(10)), client(space, "x", 3)]).await;
-            put(store, vec![entity(space, "e", 4, Some(BIG)), entity(space, "f", 4, Some(BIG)), entity(space, "h", 4, Some(BIG))]).await;
-            put(store, vec![entity(space, "c", 5, Some(BIG)), client(space, "y", 5)]).await;
-            put(store, vec![entity(space, "b", 6, None)]).await;
-        }
-        let latest = by_address(&[
-            entity("s", "a", 3, Some(10)),
-            entity("s", "b", 6, None),
-            entity("s", "c", 5, Some(BIG)),
-            entity("s", "d", 2, Some(BIG)),
-            entity("s", "e", 4, Some(BIG)),
-            entity("s", "f", 4, Some(BIG)),
-            entity("s", "g", 2, Some(BIG)),
-            entity("s", "h", 4, Some(BIG)),
-            client("s", "x", 3),
-            client("s", "y", 5),
-        ]);
+        let latest = fill(store).await;
         for after in 0..=6 {
             let mut pages = 0;
             let records = all_pages(|page| {
                 pages += 1;
+                assert!(pages < 100, "the pages never end");
                 store.changes("s", after, page)
             })
             .await
@@ -97,6 +119,28 @@ on_both_stores! {
                 assert!(pages >= 2, "a full read takes pages ({pages})");
             }
         }
+    }
+}
+
+on_both_stores! {
+    async fn entities_list_each_key_once_in_key_order(backend) {
+        let store = backend.store().await;
+        let store = store.as_ref();
+        let latest = fill(store).await;
+        let mut pages = 0;
+        let records = all_pages(|page| {
+            pages += 1;
+            assert!(pages < 100, "the pages never end");
+            store.entities("s", "", page)
+        })
+        .await
+        .expect("entities");
+        let expected: Vec<Record> = latest
+            .into_values()
+            .filter(|r| matches!(r, Record::Entity(_)))
+            .collect();
+        assert_eq!(records, expected);
+        assert!(pages >= 2, "a full read takes pages ({pages})");
     }
 }
 
