@@ -14,6 +14,7 @@ mod pokes_aws;
 mod protocol;
 mod revocation;
 mod round_trips;
+mod store;
 mod template;
 mod write_rules;
 

@@ -705,7 +705,10 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
 
     // Rebuild the committed state of every version from the store's commit history.
     let mut commits: BTreeMap<String, Vec<Vec<Record>>> = BTreeMap::new();
-    for puts in store.history() {
+    let history = store
+        .history()
+        .ok_or("the adversarial store keeps no history")?;
+    for puts in history {
         let space = puts
             .iter()
             .find_map(|r| match r {

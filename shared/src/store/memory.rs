@@ -8,7 +8,8 @@
 //! fail with a conflict, as DynamoDB's do. The randomness is seeded, so on a single-threaded
 //! runtime a schedule replays exactly.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -35,8 +36,71 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct State {
     items: BTreeMap<ItemKey, Record>,
+    /// The versioned records of each partition by version and sort key: the order of
+    /// [`Store::changes`] (DynamoDB's local secondary index), so that a page costs its own
+    /// length and not the space's.
+    by_version: HashMap<String, BTreeSet<(Version, String)>>,
     locked: HashSet<ItemKey>,
-    history: Vec<Vec<Record>>,
+    /// In adversarial mode only, the records put by every committed transaction.
+    history: Option<Vec<Vec<Record>>>,
+}
+
+impl State {
+    /// Stores `record` at `key`, keeping the version index in step.
+    fn put(&mut self, key: ItemKey, record: Record) {
+        let version = record.row_version();
+        let (pk, sk) = key;
+        if let Some(old) = self.items.insert((pk.clone(), sk.clone()), record) {
+            if let (Some(v), Some(index)) = (old.row_version(), self.by_version.get_mut(&pk)) {
+                index.remove(&(v, sk.clone()));
+            }
+        }
+        if let Some(v) = version {
+            self.by_version.entry(pk).or_default().insert((v, sk));
+        }
+    }
+
+    /// The first of the space's versioned records above version `after` and after `cursor`.
+    fn next_change(
+        &self,
+        pk: &str,
+        after: Version,
+        cursor: Option<&(Version, String)>,
+    ) -> Option<((Version, String), Record)> {
+        let from = match cursor {
+            Some(c) if c.0 > after => Bound::Excluded(c.clone()),
+            _ => Bound::Included((after.checked_add(1)?, String::new())),
+        };
+        let (v, sk) = self
+            .by_version
+            .get(pk)?
+            .range((from, Bound::Unbounded))
+            .next()?;
+        let record = self
+            .items
+            .get(&(pk.to_owned(), sk.clone()))
+            .expect("the version index lists only stored records");
+        Some(((*v, sk.clone()), record.clone()))
+    }
+
+    /// The first of the partition's records whose sort key starts with `prefix` and comes
+    /// after `cursor`.
+    fn next_with_prefix(
+        &self,
+        pk: &str,
+        prefix: &str,
+        cursor: Option<&String>,
+    ) -> Option<(String, Record)> {
+        let from = match cursor {
+            Some(c) if c.as_str() >= prefix => Bound::Excluded((pk.to_owned(), c.clone())),
+            _ => Bound::Included((pk.to_owned(), prefix.to_owned())),
+        };
+        self.items
+            .range((from, Bound::Unbounded))
+            .next()
+            .filter(|((p, s), _)| p == pk && s.starts_with(prefix))
+            .map(|((_, s), r)| (s.clone(), r.clone()))
+    }
 }
 
 impl Default for MemoryStore {
@@ -56,9 +120,14 @@ impl MemoryStore {
         }
     }
 
-    /// A store that exposes transactions item by item, scheduled by `seed`.
+    /// A store that exposes transactions item by item, scheduled by `seed`, and keeps the
+    /// history of its commits.
     pub fn adversarial(seed: u64) -> Self {
         MemoryStore {
+            state: Mutex::new(State {
+                history: Some(Vec::new()),
+                ..State::default()
+            }),
             adversary: Some(Mutex::new(fastrand::Rng::with_seed(seed))),
             ..Self::new()
         }
@@ -80,8 +149,10 @@ impl MemoryStore {
         self
     }
 
-    /// The records put by every committed transaction, in commit order. For checkers.
-    pub fn history(&self) -> Vec<Vec<Record>> {
+    /// The records put by every committed transaction, in commit order, for checkers; kept
+    /// in adversarial mode only (`None` otherwise), so that a long local run does not hold
+    /// every commit.
+    pub fn history(&self) -> Option<Vec<Vec<Record>>> {
         self.lock().history.clone()
     }
 
@@ -130,10 +201,10 @@ impl MemoryStore {
         prefix: &str,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
-        let belongs = in_space(space, prefix);
+        let pk = super::space_pk(space);
         self.query(
             page,
-            |k, _| belongs(k).then(|| k.1.clone()),
+            |state, cursor| state.next_with_prefix(&pk, prefix, cursor),
             String::clone,
             |t| Some(t.to_owned()),
         )
@@ -141,11 +212,12 @@ impl MemoryStore {
     }
 
     /// Reads the records of a query one at a time: each step takes the first record after
-    /// the cursor, so records committed meanwhile may or may not be seen, as in DynamoDB.
-    async fn query<K: Ord + Clone>(
+    /// the cursor (`next`), so records committed meanwhile may or may not be seen, as in
+    /// DynamoDB.
+    async fn query<K>(
         &self,
         page: Option<PageToken>,
-        order_key: impl Fn(&ItemKey, &Record) -> Option<K>,
+        next: impl Fn(&State, Option<&K>) -> Option<(K, Record)>,
         encode: impl Fn(&K) -> String,
         decode: impl Fn(&str) -> Option<K>,
     ) -> Result<Page, StoreError> {
@@ -159,17 +231,8 @@ impl MemoryStore {
         let mut bytes = 0;
         loop {
             self.interleave().await;
-            let next = {
-                let state = self.lock();
-                state
-                    .items
-                    .iter()
-                    .filter_map(|(k, r)| order_key(k, r).map(|o| (o, r)))
-                    .filter(|(o, _)| cursor.as_ref().is_none_or(|c| o > c))
-                    .min_by(|a, b| a.0.cmp(&b.0))
-                    .map(|(o, r)| (o, r.clone()))
-            };
-            let Some((position, record)) = next else {
+            let found = next(&self.lock(), cursor.as_ref());
+            let Some((position, record)) = found else {
                 return Ok(Page {
                     records,
                     next: None,
@@ -186,11 +249,6 @@ impl MemoryStore {
             }
         }
     }
-}
-
-fn in_space<'a>(space: &'a str, prefix: &'a str) -> impl Fn(&ItemKey) -> bool + 'a {
-    let pk = super::space_pk(space);
-    move |(p, s)| *p == pk && s.starts_with(prefix)
 }
 
 #[async_trait]
@@ -214,14 +272,10 @@ impl Store for MemoryStore {
         after: Version,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
-        let belongs = in_space(space, "");
+        let pk = super::space_pk(space);
         self.query(
             page,
-            |k, r| {
-                r.row_version()
-                    .filter(|v| *v > after && belongs(k))
-                    .map(|v| (v, k.1.clone()))
-            },
+            |state, cursor| state.next_change(&pk, after, cursor),
             |(v, sk)| format!("{v}/{sk}"),
             |t| {
                 let (v, sk) = t.split_once('/')?;
@@ -293,18 +347,21 @@ impl Store for MemoryStore {
                     )));
                 }
             }
-            let puts: Vec<Record> = writes
-                .iter()
-                .filter_map(|w| match w {
-                    Write::Put { record, .. } => Some(record.clone()),
-                    Write::Check { .. } => None,
-                })
-                .collect();
-            state.history.push(puts);
+            if let Some(history) = &mut state.history {
+                history.push(
+                    writes
+                        .iter()
+                        .filter_map(|w| match w {
+                            Write::Put { record, .. } => Some(record.clone()),
+                            Write::Check { .. } => None,
+                        })
+                        .collect(),
+                );
+            }
             if self.adversary.is_none() {
-                for w in writes {
+                for (w, key) in writes.into_iter().zip(keys) {
                     if let Write::Put { record, .. } = w {
-                        state.items.insert(item_key(&record.address()), record);
+                        state.put(key, record);
                     }
                 }
                 return Ok(());
@@ -317,10 +374,10 @@ impl Store for MemoryStore {
             self.interleave().await;
             self.straggle().await;
             let mut state = self.lock();
-            if let Write::Put { record, .. } = write {
-                state.items.insert(key.clone(), record);
-            }
             state.locked.remove(&key);
+            if let Write::Put { record, .. } = write {
+                state.put(key, record);
+            }
         }
         Ok(())
     }
