@@ -8,7 +8,7 @@ use integration_tests::counting::CountingStore;
 use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{
-    Address, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
+    Address, EntityQuery, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
 };
 use replicache_dynamodb::Operation;
 use replicache_dynamodb::{Engine, EngineConfig};
@@ -511,7 +511,12 @@ impl Store for Broken {
         Err(self.0.clone())
     }
 
-    async fn entities(&self, _: &str, _: &str, _: Option<PageToken>) -> Result<Page, StoreError> {
+    async fn entities(
+        &self,
+        _: &str,
+        _: &EntityQuery,
+        _: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
         Err(self.0.clone())
     }
 

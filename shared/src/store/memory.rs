@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    item_key, record_bytes, Address, Limits, Page, PageToken, Record, Store, StoreError, Version,
-    Write, COMMIT_LOG_PREFIX, ENTITY_PREFIX,
+    item_key, record_bytes, Address, EntityQuery, Limits, Page, PageToken, Record, Store,
+    StoreError, Version, Write, COMMIT_LOG_PREFIX, ENTITY_PREFIX,
 };
 
 type ItemKey = (String, String);
@@ -133,6 +133,7 @@ impl MemoryStore {
         let belongs = in_space(space, prefix);
         self.query(
             page,
+            None,
             |k, _| belongs(k).then(|| k.1.clone()),
             String::clone,
             |t| Some(t.to_owned()),
@@ -142,9 +143,11 @@ impl MemoryStore {
 
     /// Reads the records of a query one at a time: each step takes the first record after
     /// the cursor, so records committed meanwhile may or may not be seen, as in DynamoDB.
+    /// A page ends at 1 MB or after `limit` records.
     async fn query<K: Ord + Clone>(
         &self,
         page: Option<PageToken>,
+        limit: Option<usize>,
         order_key: impl Fn(&ItemKey, &Record) -> Option<K>,
         encode: impl Fn(&K) -> String,
         decode: impl Fn(&str) -> Option<K>,
@@ -178,7 +181,7 @@ impl MemoryStore {
             bytes += record_bytes(&record);
             records.push(record);
             cursor = Some(position);
-            if bytes >= PAGE_BYTES {
+            if bytes >= PAGE_BYTES || limit.is_some_and(|l| records.len() >= l) {
                 return Ok(Page {
                     records,
                     next: cursor.as_ref().map(|c| PageToken(encode(c))),
@@ -217,6 +220,7 @@ impl Store for MemoryStore {
         let belongs = in_space(space, "");
         self.query(
             page,
+            None,
             |k, r| {
                 r.row_version()
                     .filter(|v| *v > after && belongs(k))
@@ -234,11 +238,33 @@ impl Store for MemoryStore {
     async fn entities(
         &self,
         space: &str,
-        prefix: &str,
+        query: &EntityQuery,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
-        self.sort_key_prefix(space, &format!("{ENTITY_PREFIX}{prefix}"), page)
-            .await
+        let belongs = in_space(space, ENTITY_PREFIX);
+        let selected = |k: &ItemKey| {
+            belongs(k)
+                && k.1
+                    .strip_prefix(ENTITY_PREFIX)
+                    .is_some_and(|key| query.selects(key))
+        };
+        let mut page = self
+            .query(
+                page,
+                query.page_limit,
+                |k, _| selected(k).then(|| k.1.clone()),
+                String::clone,
+                |t| Some(t.to_owned()),
+            )
+            .await?;
+        if query.keys_only {
+            for record in &mut page.records {
+                if let Record::Entity(e) = record {
+                    e.value = e.value.as_ref().map(|_| String::new());
+                }
+            }
+        }
+        Ok(page)
     }
 
     async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {
