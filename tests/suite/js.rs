@@ -103,7 +103,11 @@ async fn a_js_mutator_uses_the_write_transaction_as_on_the_client() {
             .unwrap(),
         Mutated::Applied
     );
-    let report: Value = server.get("room", "report").await.expect("the report");
+    let report: Value = server
+        .get("room", "report")
+        .await
+        .unwrap()
+        .expect("the report");
     assert_eq!(report["mutationID"], 5);
     assert!(report["clientID"].as_str().is_some_and(|c| !c.is_empty()));
     assert_eq!(report["reason"], "authoritative");
@@ -123,23 +127,23 @@ async fn a_js_mutator_uses_the_write_transaction_as_on_the_client() {
     assert_eq!(report["at"], json!(["p/b"]));
     assert_eq!(report["now"], true);
     assert_eq!(
-        server.get::<Value>("room", "q").await,
+        server.get::<Value>("room", "q").await.unwrap(),
         Some(json!({"deep": [1, null]}))
     );
 
     // `del` resolves to whether the key existed.
     alice.mutate("remove", json!({"key": "p/a"})).await.unwrap();
     alice.mutate("remove", json!({"key": "p/a"})).await.unwrap();
-    assert_eq!(server.get::<Value>("room", "p/a").await, None);
+    assert_eq!(server.get::<Value>("room", "p/a").await.unwrap(), None);
     assert_eq!(
-        server.get::<Value>("room", "removed/p/a").await,
+        server.get::<Value>("room", "removed/p/a").await.unwrap(),
         Some(json!(false)),
         "the second del found nothing"
     );
     // An unawaited write still lands, as on the client.
     alice.mutate("unawaited", json!(null)).await.unwrap();
     assert_eq!(
-        server.get::<Value>("room", "fire").await,
+        server.get::<Value>("room", "fire").await.unwrap(),
         Some(json!("forget"))
     );
 }
@@ -185,7 +189,7 @@ async fn what_a_mutator_throws_rejects_it_and_the_next_one_runs() {
         assert_eq!(next, Mutated::Applied, "after {name}");
     }
     assert_eq!(
-        server.get::<Value>("room", "partial").await,
+        server.get::<Value>("room", "partial").await.unwrap(),
         None,
         "a rejected mutation's writes are dropped"
     );
@@ -243,11 +247,19 @@ async fn rust_mutators_take_precedence_and_a_factory_gets_the_user() {
     bob.mutate("whoami", json!(null)).await.unwrap();
     bob.mutate("hot", json!(null)).await.unwrap();
     assert_eq!(
-        server.get::<String>("room", "who").await.as_deref(),
+        server
+            .get::<String>("room", "who")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("bob")
     );
     assert_eq!(
-        server.get::<String>("room", "hot").await.as_deref(),
+        server
+            .get::<String>("room", "hot")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("rust")
     );
 }
