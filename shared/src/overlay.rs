@@ -389,3 +389,112 @@ fn check_writable(key: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Expect, Write};
+
+    const SPACE: &str = "s";
+
+    fn entity(key: &str, version: Version, value: Option<&str>) -> Record {
+        Record::Entity(Entity {
+            space: SPACE.into(),
+            key: key.into(),
+            version,
+            value: value.map(str::to_owned),
+            expires_at: None,
+        })
+    }
+
+    fn log(version: Version, keys: &[&str]) -> Record {
+        Record::CommitLog(CommitLog {
+            space: SPACE.into(),
+            slot: version as u32,
+            version,
+            written: keys.iter().map(|k| Written::Entity((*k).into())).collect(),
+        })
+    }
+
+    /// An overlay at version 2 over `p/a`, `p/c` and `p/e`, written by commit 1, and whatever
+    /// of commit 2 (which wrote `late`) is `visible`: the rest of commit 2 is still on its way.
+    async fn overlay(late: &str, visible: Vec<Record>) -> Overlay {
+        let store = Arc::new(MemoryStore::new());
+        let before = vec![
+            entity("p/a", 1, Some("1")),
+            entity("p/c", 1, Some("3")),
+            entity("p/e", 1, Some("5")),
+            log(1, &["p/a", "p/c", "p/e"]),
+            log(2, &[late]),
+        ];
+        for records in [before, visible] {
+            let writes = records
+                .into_iter()
+                .map(|record| Write::Put {
+                    record,
+                    expect: Expect::Any,
+                })
+                .collect();
+            store.write(writes).await.expect("written");
+        }
+        Overlay::new(store, SPACE, 2, 64)
+    }
+
+    fn page(limit: usize) -> (EntityQuery, Option<usize>) {
+        (EntityQuery::prefix("p/"), Some(limit))
+    }
+
+    fn keys(entries: Vec<(String, Option<Value>)>) -> Vec<String> {
+        entries.into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[tokio::test]
+    async fn a_scan_stopped_by_its_limit_depends_only_on_what_it_read() {
+        // Commit 2's write after the page's last entry cannot change the page.
+        let (query, limit) = page(2);
+        let got = overlay("p/d", vec![]).await.scan(query, limit).await;
+        assert_eq!(keys(got.expect("no retry")), ["p/a", "p/c"]);
+        // Without a limit the scan's answer would miss it: it must read again.
+        let got = overlay("p/d", vec![])
+            .await
+            .scan(EntityQuery::prefix("p/"), None)
+            .await;
+        assert!(got.is_err_and(|e| !e.is_rejection()));
+    }
+
+    #[tokio::test]
+    async fn a_scan_stopped_by_its_limit_sees_every_commit_up_to_its_last_entry() {
+        // A key inserted before the page's last entry, not yet visible.
+        let (query, limit) = page(2);
+        let got = overlay("p/b", vec![]).await.scan(query, limit).await;
+        assert!(got.is_err_and(|e| !e.is_rejection()));
+        // The last entry itself, deleted by commit 2 whose tombstone is not yet visible.
+        let (query, limit) = page(2);
+        let got = overlay("p/c", vec![]).await.scan(query, limit).await;
+        assert!(got.is_err_and(|e| !e.is_rejection()));
+        // Once visible, the page moves on past it.
+        let (query, limit) = page(2);
+        let mut o = overlay("p/c", vec![entity("p/c", 2, None)]).await;
+        assert_eq!(keys(o.scan(query, limit).await.unwrap()), ["p/a", "p/e"]);
+    }
+
+    #[tokio::test]
+    async fn a_keys_only_scan_leaves_values_to_a_later_get() {
+        let mut o = overlay("p/z", vec![entity("p/z", 2, Some("26"))]).await;
+        let query = EntityQuery {
+            keys_only: true,
+            ..EntityQuery::prefix("p/")
+        };
+        let got = o.scan(query, Some(3)).await.unwrap();
+        assert_eq!(
+            got,
+            [
+                ("p/a".into(), None),
+                ("p/c".into(), None),
+                ("p/e".into(), None)
+            ]
+        );
+        assert_eq!(o.get("p/c").await.unwrap(), Some(serde_json::json!(3)));
+    }
+}
