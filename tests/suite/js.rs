@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::client::{caller, mutation, pull_ok, push_ok, push_request, puts};
+use integration_tests::counting::CountingStore;
 use integration_tests::faulty::FaultyStore;
 use replicache_dynamodb::js::{JsApp, JsError, JsLimits};
 use replicache_dynamodb::store::memory::MemoryStore;
@@ -43,6 +44,11 @@ export const mutators = {
       at: await tx.scan({ prefix, start: { key: prefix + 'b' }, limit: 1 }).keys().toArray(),
       now: typeof Date.now() === 'number' && Math.random() < 1,
     });
+  },
+  async firstTwo(tx, { prefix }) {
+    const scan = tx.scan({ prefix, limit: 2 });
+    const keys = await scan.keys().toArray();
+    await tx.set('firstTwo', { keys, values: await scan.values().toArray(), empty: await tx.isEmpty() });
   },
   async throwString() { throw 'no thanks'; },
   async throwError(tx) { await tx.set('partial', 1); throw new RangeError('out of range'); },
@@ -396,4 +402,45 @@ async fn the_todo_apps_javascript_rules_hold_on_the_server() {
     );
     let todos = server.entries(space, "todo/").await;
     assert_eq!(todos.len(), 1, "{todos:?}");
+}
+
+/// `isEmpty`, and `keys()` of a scan with a limit, read only what they answer: one key, and
+/// the keys alone (the scan's `values()` then reads the entries).
+#[tokio::test]
+async fn js_is_empty_and_keys_read_only_what_they_need() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let e = Engine::new(counting.clone(), probe_app(), EngineConfig::default());
+    let me = caller("alice", "room");
+    let puts = (0..20)
+        .map(|i| {
+            mutation(
+                "c1",
+                i + 1,
+                "put",
+                json!({"key": format!("p/{i:02}"), "value": i}),
+            )
+        })
+        .collect();
+    push_ok(&e, &me, "g1", puts).await;
+    counting.take_entities_read();
+    push_ok(
+        &e,
+        &me,
+        "g1",
+        vec![mutation("c1", 21, "firstTwo", json!({"prefix": "p/"}))],
+    )
+    .await;
+    // Two keys, their two entries, and one key for isEmpty.
+    assert_eq!(counting.take_entities_read(), 2 + 2 + 1);
+    let view = pull_ok(&e, &me, "g2", Value::Null).await;
+    let report = view.patch.iter().find_map(|op| match op {
+        replicache_dynamodb::protocol::PatchOp::Put { key, value } if key == "firstTwo" => {
+            Some(value.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(
+        report,
+        Some(json!({"keys": ["p/00", "p/01"], "values": [0, 1], "empty": false}))
+    );
 }

@@ -907,6 +907,23 @@ mod config_tests {
         builder.build()
     }
 
+    #[test]
+    fn the_first_string_after_a_prefix_bounds_its_keys() {
+        assert_eq!(first_after_prefix("e/p/").as_deref(), Some("e/p0"));
+        assert_eq!(first_after_prefix("e/").as_deref(), Some("e0"));
+        // The last character has no next: the one before it moves instead.
+        assert_eq!(first_after_prefix("e/a\u{10FFFF}").as_deref(), Some("e/b"));
+        // Surrogates are no characters: after U+D7FF comes U+E000.
+        assert_eq!(
+            first_after_prefix("e/\u{D7FF}").as_deref(),
+            Some("e/\u{E000}")
+        );
+        assert_eq!(first_after_prefix("\u{10FFFF}"), None);
+        for key in ["e/p/", "e/p/\u{10FFFF}\u{10FFFF}", "e/p/zzz"] {
+            assert!(key < first_after_prefix("e/p/").unwrap().as_str());
+        }
+    }
+
     #[tokio::test]
     async fn an_empty_endpoint_means_unset() {
         for empty in ["", " ", "\t\n"] {
