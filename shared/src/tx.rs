@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::{reject, Result};
 use crate::overlay::Overlay;
 use crate::store::EntityQuery;
-use serde_json::Value;
 
-/// A mutator's view of its space, as of the push that runs it: `get`, `has`, `set`, `del` and
-/// `scan`, like Replicache's `WriteTransaction`.
+/// A mutator's view of its space, as of the push that runs it: `get`, `has`, `set`, `del`,
+/// `scan`, `keys` and `is_empty`, like Replicache's `WriteTransaction`.
 ///
 /// Reads see the writes of earlier mutations in the same push. Whatever a mutator reads
 /// decides the commit: if another push changed a key this one read (or a scanned prefix)
@@ -213,8 +213,8 @@ impl Tx {
     }
 
     /// Whether the space has no key at all (this push's writes included), like Replicache's
-    /// `isEmpty`. It reads at most one key from the store (besides deleted ones), and the
-    /// commit depends on the answer like any scan's.
+    /// `isEmpty`. It reads one key from the store (more only past deleted keys, whose
+    /// tombstones come first), and the commit depends on the answer like any scan's.
     pub async fn is_empty(&self) -> Result<bool> {
         Ok(self.keys(Scan::prefix("").limit(1)).await?.is_empty())
     }
