@@ -433,3 +433,31 @@ async fn a_pause_after_the_policy_lets_a_concurrent_push_in() {
         "{refused:?}"
     );
 }
+
+/// A typed read of a value of another type rejects the mutation, naming the key, the type
+/// asked for and what did not parse; in a scan as in a `get`.
+#[tokio::test]
+async fn a_value_of_another_type_rejects_the_mutation_and_says_why() {
+    let mutators = app::mutators()
+        .register("getNumber", |tx: Tx, key: String| async move {
+            tx.get::<i64>(&key).await.map(drop)
+        })
+        .register("scanNumbers", |tx: Tx, prefix: String| async move {
+            tx.scan::<i64>(prefix.as_str()).await.map(drop)
+        });
+    let server = TestServer::new(App::new(mutators));
+    let me = server.client("alice", "room");
+    let put = json!({"key": "n/word", "value": "seven"});
+    assert_eq!(me.mutate("put", put).await, Ok(Mutated::Applied));
+    for (name, args) in [("getNumber", "n/word"), ("scanNumbers", "n/")] {
+        let Ok(Mutated::Rejected(reason)) = me.mutate(name, args).await else {
+            panic!("{name} was not rejected");
+        };
+        assert!(
+            reason.contains(r#""n/word""#)
+                && reason.contains("i64")
+                && reason.contains("invalid type: string \"seven\""),
+            "{name}: {reason}"
+        );
+    }
+}
