@@ -110,7 +110,7 @@ on_both_stores! {
             ("scanPage", json!({"prefix": "p/", "start": "p/10", "limit": 3, "into": "out/at", "keysOnly": true}), 3),
             ("scanPage", json!({"prefix": "p/", "start": "p/10", "exclusive": true, "limit": 3, "into": "out/after"}), 3),
             ("scanPage", json!({"prefix": "p/", "start": "p/38", "limit": 5, "into": "out/last", "keysOnly": true}), 2),
-            ("scanPage", json!({"prefix": "p/", "start": "a", "limit": 1, "into": "out/before"}), 1 + 2 + 4),
+            ("scanPage", json!({"prefix": "p/", "start": "a", "limit": 1, "into": "out/before", "keysOnly": true}), 1 + 2 + 4),
             ("scanPage", json!({"prefix": "p/", "start": "q", "into": "out/beyond"}), 0),
         ];
         for (i, (name, args, read)) in reads.into_iter().enumerate() {
