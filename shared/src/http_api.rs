@@ -300,9 +300,7 @@ impl Api {
                 "this server issues no poke tickets",
             ));
         };
-        self.engine.authorize(caller, Operation::Poke).await?;
-        let expires_at = self.engine.now() + crate::ticket::TICKET_SECS;
-        let ticket = key.issue(&caller.user, &caller.space, expires_at);
+        let (ticket, expires_at) = self.engine.issue_ticket(caller, key).await?;
         Ok((
             StatusCode::OK,
             json!({"ticket": ticket, "expiresAt": expires_at}),

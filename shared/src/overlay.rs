@@ -8,6 +8,7 @@
 //! code never sees this type: it works through the [`Tx`](crate::Tx) handle.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -16,7 +17,8 @@ use crate::error::{reject, Error, Result};
 use crate::protocol::SYNC_KEY;
 use crate::snapshot::recent_commits;
 use crate::store::{
-    all_pages, record_bytes, Address, CommitLog, Entity, Limits, Record, Store, Version, Written,
+    all_pages, record_bytes, Address, CommitLog, Entity, EntityQuery, Limits, Record, Store,
+    Version, Written,
 };
 
 /// Entity writes of a commit: key to JSON text, `None` for a delete.
@@ -148,58 +150,123 @@ impl Overlay {
         Ok(())
     }
 
-    /// Every existing key starting with `prefix` and its value, in key order.
+    /// The existing entries `query` selects, in key order, at most `limit` of them; with
+    /// their values, or `None` for each value of a keys-only query.
     ///
     /// The keys a scan returns are not condition-checked at commit (a scan may return more
     /// keys than a transaction holds checks): the scan is validated as the state at this
-    /// overlay's version instead, and the commit is conditioned on that version.
-    pub(crate) async fn scan(&mut self, prefix: &str) -> Result<Vec<(String, Value)>> {
-        self.check_key(prefix)?;
-        let (store, space) = (self.store.clone(), self.space.clone());
-        let records = all_pages(|page| store.entities(&space, prefix, page)).await?;
-        let logs = self.commit_logs().await?.to_vec();
-        let mut seen: BTreeMap<String, Entity> = BTreeMap::new();
-        for record in records {
-            if let Record::Entity(e) = record {
-                if e.version > self.version {
-                    return Err(Error::retry(format!(
-                        "scan saw {:?} at version {} above {}",
-                        e.key, e.version, self.version
-                    )));
-                }
-                seen.insert(e.key.clone(), e);
-            }
+    /// overlay's version instead, and the commit is conditioned on that version. A scan
+    /// that a limit stopped is validated only over the range its answer depends on, from its
+    /// start to its last entry: it reads no further, and a key after that cannot change it.
+    pub(crate) async fn scan(
+        &mut self,
+        mut query: EntityQuery,
+        limit: Option<usize>,
+    ) -> Result<Vec<(String, Option<Value>)>> {
+        self.check_key(&query.prefix)?;
+        if let Bound::Included(k) | Bound::Excluded(k) = &query.start {
+            self.check_key(k)?;
         }
+        if limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        // Pages until the store has no more, or the entries read so far, with this push's
+        // own writes among them, fill the limit; each page asks for at least what is still
+        // missing, and twice the last (tombstones and this push's deletes count for nothing).
+        query.page_limit = limit;
+        let mut seen: BTreeMap<String, Entity> = BTreeMap::new();
+        let mut token = None;
+        let read_to = loop {
+            let page = self.store.entities(&self.space, &query, token).await?;
+            for record in page.records {
+                if let Record::Entity(e) = record {
+                    if e.version > self.version {
+                        return Err(Error::retry(format!(
+                            "scan saw {:?} at version {} above {}",
+                            e.key, e.version, self.version
+                        )));
+                    }
+                    seen.insert(e.key.clone(), e);
+                }
+            }
+            let (Some(next), Some(limit)) = (page.next, limit) else {
+                break None;
+            };
+            let last = seen.keys().next_back().cloned();
+            let found = last
+                .as_deref()
+                .map_or(0, |last| self.view(&query, &seen, Some(last)).len());
+            if found >= limit {
+                break last;
+            }
+            let asked = query.page_limit.unwrap_or(limit);
+            query.page_limit = Some((limit - found).max(asked.saturating_mul(2)));
+            token = Some(next);
+        };
+        let mut entries = self.view(&query, &seen, read_to.as_deref());
+        entries.truncate(limit.unwrap_or(usize::MAX));
+        // What the answer depends on: up to its last entry if the limit cut it, else all the
+        // query selects.
+        let end = match limit {
+            Some(limit) if entries.len() == limit => entries.last().map(|(k, _)| k.clone()),
+            _ => None,
+        };
+        let covered = |k: &str| query.selects(k) && end.as_deref().is_none_or(|end| k <= end);
+        let logs = self.commit_logs().await?.to_vec();
         // A scan is read-committed: a key written by a recent commit may not be visible yet
-        // (a phantom). Commit logs list what each recent commit wrote; every such key under
-        // the prefix must have been seen at least at that commit's version.
+        // (a phantom). Commit logs list what each recent commit wrote; every such key the
+        // answer depends on must have been seen at least at that commit's version.
         for log in &logs {
             for written in &log.written {
                 if let Written::Entity(k) = written {
-                    if k.starts_with(prefix) && seen.get(k).is_none_or(|e| e.version < log.version)
-                    {
+                    if covered(k) && seen.get(k).is_none_or(|e| e.version < log.version) {
                         return Err(Error::retry(format!(
-                            "commit {} is not yet visible to a scan of {prefix:?}",
-                            log.version
+                            "commit {} is not yet visible to a scan of {:?}",
+                            log.version, query.prefix
                         )));
                     }
                 }
             }
         }
-        for entity in seen.values() {
+        for entity in seen.values().filter(|e| covered(&e.key)) {
             self.read_before(&entity.key, Some(entity.version))?;
-            self.cache.insert(entity.key.clone(), Some(entity.clone()));
+            // A keys-only read has no values to serve a later `get`.
+            if !query.keys_only || entity.value.is_none() {
+                self.cache.insert(entity.key.clone(), Some(entity.clone()));
+            }
         }
-        let mut view: EntityWrites = seen.into_iter().map(|(k, e)| (k, e.value)).collect();
+        let keys_only = query.keys_only;
+        Ok(entries
+            .into_iter()
+            .map(|(k, v)| {
+                let value = (!keys_only).then(|| parse(Some(&v)).unwrap_or(Value::Null));
+                (k, value)
+            })
+            .collect())
+    }
+
+    /// The live entries `query` selects among `seen` (read from the store up to `read_to`,
+    /// or all of them) with this push's writes over them, as JSON text.
+    fn view(
+        &self,
+        query: &EntityQuery,
+        seen: &BTreeMap<String, Entity>,
+        read_to: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let within = |k: &str| query.selects(k) && read_to.is_none_or(|to| k <= to);
+        let mut view: EntityWrites = seen
+            .iter()
+            .filter(|(k, _)| within(k))
+            .map(|(k, e)| (k.clone(), e.value.clone()))
+            .collect();
         for (k, v) in self.writes.iter().chain(self.pending.iter()) {
-            if k.starts_with(prefix) {
+            if within(k) {
                 view.insert(k.clone(), v.clone());
             }
         }
-        Ok(view
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, parse(Some(&v)).unwrap_or(Value::Null))))
-            .collect())
+        view.into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect()
     }
 
     /// The commit logs of the commits at or below this overlay's version that a reader
@@ -321,4 +388,113 @@ fn check_writable(key: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Expect, Write};
+
+    const SPACE: &str = "s";
+
+    fn entity(key: &str, version: Version, value: Option<&str>) -> Record {
+        Record::Entity(Entity {
+            space: SPACE.into(),
+            key: key.into(),
+            version,
+            value: value.map(str::to_owned),
+            expires_at: None,
+        })
+    }
+
+    fn log(version: Version, keys: &[&str]) -> Record {
+        Record::CommitLog(CommitLog {
+            space: SPACE.into(),
+            slot: version as u32,
+            version,
+            written: keys.iter().map(|k| Written::Entity((*k).into())).collect(),
+        })
+    }
+
+    /// An overlay at version 2 over `p/a`, `p/c` and `p/e`, written by commit 1, and whatever
+    /// of commit 2 (which wrote `late`) is `visible`: the rest of commit 2 is still on its way.
+    async fn overlay(late: &str, visible: Vec<Record>) -> Overlay {
+        let store = Arc::new(MemoryStore::new());
+        let before = vec![
+            entity("p/a", 1, Some("1")),
+            entity("p/c", 1, Some("3")),
+            entity("p/e", 1, Some("5")),
+            log(1, &["p/a", "p/c", "p/e"]),
+            log(2, &[late]),
+        ];
+        for records in [before, visible] {
+            let writes = records
+                .into_iter()
+                .map(|record| Write::Put {
+                    record,
+                    expect: Expect::Any,
+                })
+                .collect();
+            store.write(writes).await.expect("written");
+        }
+        Overlay::new(store, SPACE, 2, 64)
+    }
+
+    fn page(limit: usize) -> (EntityQuery, Option<usize>) {
+        (EntityQuery::prefix("p/"), Some(limit))
+    }
+
+    fn keys(entries: Vec<(String, Option<Value>)>) -> Vec<String> {
+        entries.into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[tokio::test]
+    async fn a_scan_stopped_by_its_limit_depends_only_on_what_it_read() {
+        // Commit 2's write after the page's last entry cannot change the page.
+        let (query, limit) = page(2);
+        let got = overlay("p/d", vec![]).await.scan(query, limit).await;
+        assert_eq!(keys(got.expect("no retry")), ["p/a", "p/c"]);
+        // Without a limit the scan's answer would miss it: it must read again.
+        let got = overlay("p/d", vec![])
+            .await
+            .scan(EntityQuery::prefix("p/"), None)
+            .await;
+        assert!(got.is_err_and(|e| !e.is_rejection()));
+    }
+
+    #[tokio::test]
+    async fn a_scan_stopped_by_its_limit_sees_every_commit_up_to_its_last_entry() {
+        // A key inserted before the page's last entry, not yet visible.
+        let (query, limit) = page(2);
+        let got = overlay("p/b", vec![]).await.scan(query, limit).await;
+        assert!(got.is_err_and(|e| !e.is_rejection()));
+        // The last entry itself, deleted by commit 2 whose tombstone is not yet visible.
+        let (query, limit) = page(2);
+        let got = overlay("p/c", vec![]).await.scan(query, limit).await;
+        assert!(got.is_err_and(|e| !e.is_rejection()));
+        // Once visible, the page moves on past it.
+        let (query, limit) = page(2);
+        let mut o = overlay("p/c", vec![entity("p/c", 2, None)]).await;
+        assert_eq!(keys(o.scan(query, limit).await.unwrap()), ["p/a", "p/e"]);
+    }
+
+    #[tokio::test]
+    async fn a_keys_only_scan_leaves_values_to_a_later_get() {
+        let mut o = overlay("p/z", vec![entity("p/z", 2, Some("26"))]).await;
+        let query = EntityQuery {
+            keys_only: true,
+            ..EntityQuery::prefix("p/")
+        };
+        let got = o.scan(query, Some(3)).await.unwrap();
+        assert_eq!(
+            got,
+            [
+                ("p/a".into(), None),
+                ("p/c".into(), None),
+                ("p/e".into(), None)
+            ]
+        );
+        assert_eq!(o.get("p/c").await.unwrap(), Some(serde_json::json!(3)));
+    }
 }

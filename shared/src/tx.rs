@@ -1,16 +1,19 @@
 //! [`Tx`]: what a mutator reads and writes through, like Replicache's `WriteTransaction`.
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::{reject, Result};
 use crate::overlay::Overlay;
+use crate::store::EntityQuery;
 
-/// A mutator's view of its space, as of the push that runs it: `get`, `has`, `set`, `del` and
-/// `scan`, like Replicache's `WriteTransaction`.
+/// A mutator's view of its space, as of the push that runs it: `get`, `has`, `set`, `del`,
+/// `scan`, `keys` and `is_empty`, like Replicache's `WriteTransaction`.
 ///
 /// Reads see the writes of earlier mutations in the same push. Whatever a mutator reads
 /// decides the commit: if another push changed a key this one read (or a scanned prefix)
@@ -99,14 +102,6 @@ impl Scan {
         self.limit = Some(limit);
         self
     }
-
-    fn admits(&self, key: &str) -> bool {
-        match &self.start {
-            None => true,
-            Some((start, true)) => key > start.as_str(),
-            Some((start, false)) => key >= start.as_str(),
-        }
-    }
 }
 
 impl From<&str> for Scan {
@@ -188,29 +183,55 @@ impl Tx {
     /// The entries `scan` selects, values as `T`, in key order.
     ///
     /// A scan sees exactly the space as of the push (no phantoms, no half-visible commits)
-    /// plus this push's own writes. It reads the whole prefix from the store and applies the
-    /// start key and limit after, so give scans prefixes that stay reasonably small.
+    /// plus this push's own writes. With a limit it reads from the store only as far as its
+    /// answer reaches (and the deleted keys on the way), so a page of a large prefix costs a
+    /// page.
     pub async fn scan<T: DeserializeOwned>(
         &self,
         scan: impl Into<Scan>,
     ) -> Result<Vec<(String, T)>> {
-        let scan = scan.into();
-        let mut overlay = self.open().await?;
-        let read = overlay.scan(&scan.prefix).await;
-        let entries = settle(&mut overlay, read)?;
-        drop(overlay);
-        entries
+        self.read(scan.into(), false)
+            .await?
             .into_iter()
-            .filter(|(k, _)| scan.admits(k))
-            .take(scan.limit.unwrap_or(usize::MAX))
-            .map(|(k, v)| match serde_json::from_value(v) {
-                Ok(t) => Ok((k, t)),
-                Err(e) => Err(reject(format!(
-                    "the value of {k:?} is not a {}: {e}",
-                    std::any::type_name::<T>()
-                ))),
-            })
+            .map(
+                |(k, v)| match serde_json::from_value(v.unwrap_or_default()) {
+                    Ok(t) => Ok((k, t)),
+                    Err(e) => Err(reject(format!(
+                        "the value of {k:?} is not a {}: {e}",
+                        std::any::type_name::<T>()
+                    ))),
+                },
+            )
             .collect()
+    }
+
+    /// The keys `scan` selects, in key order, like [`Tx::scan`] but without reading their
+    /// values.
+    pub async fn keys(&self, scan: impl Into<Scan>) -> Result<Vec<String>> {
+        let entries = self.read(scan.into(), true).await?;
+        Ok(entries.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Whether the space has no key at all (this push's writes included), like Replicache's
+    /// `isEmpty`. It reads one key from the store (more only past deleted keys, whose
+    /// tombstones come first), and the commit depends on the answer like any scan's.
+    pub async fn is_empty(&self) -> Result<bool> {
+        Ok(self.keys(Scan::prefix("").limit(1)).await?.is_empty())
+    }
+
+    async fn read(&self, scan: Scan, keys_only: bool) -> Result<Vec<(String, Option<Value>)>> {
+        let query = EntityQuery {
+            start: match scan.start {
+                None => Bound::Unbounded,
+                Some((key, true)) => Bound::Excluded(key),
+                Some((key, false)) => Bound::Included(key),
+            },
+            keys_only,
+            ..EntityQuery::prefix(scan.prefix)
+        };
+        let mut overlay = self.open().await?;
+        let read = overlay.scan(query, scan.limit).await;
+        settle(&mut overlay, read)
     }
 
     /// The overlay, if this handle's mutation is still running.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use replicache_dynamodb::store::{
-    Address, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
+    Address, EntityQuery, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
 };
 
 /// Counts every call to the wrapped store (each is one DynamoDB request) and the writes
@@ -16,6 +16,7 @@ pub struct CountingStore {
     calls: AtomicUsize,
     conflicts: AtomicUsize,
     value_bytes: AtomicUsize,
+    entities_read: AtomicUsize,
 }
 
 impl CountingStore {
@@ -26,12 +27,18 @@ impl CountingStore {
             calls: AtomicUsize::new(0),
             conflicts: AtomicUsize::new(0),
             value_bytes: AtomicUsize::new(0),
+            entities_read: AtomicUsize::new(0),
         }
     }
 
     /// Writes cancelled by a conflict so far; resets the count.
     pub fn take_conflicts(&self) -> usize {
         self.conflicts.swap(0, Ordering::SeqCst)
+    }
+
+    /// Entities (tombstones included) that entity queries returned so far; resets the count.
+    pub fn take_entities_read(&self) -> usize {
+        self.entities_read.swap(0, Ordering::SeqCst)
     }
 
     /// Requests so far; resets the count.
@@ -100,11 +107,14 @@ impl Store for CountingStore {
     async fn entities(
         &self,
         space: &str,
-        prefix: &str,
+        query: &EntityQuery,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
         self.count();
-        self.read_page(self.inner.entities(space, prefix, page).await)
+        let page = self.read_page(self.inner.entities(space, query, page).await)?;
+        self.entities_read
+            .fetch_add(page.records.len(), Ordering::SeqCst);
+        Ok(page)
     }
 
     async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {

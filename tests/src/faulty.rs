@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use replicache_dynamodb::store::{
-    Address, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
+    Address, EntityQuery, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
 };
 
 /// How often each fault strikes: chances per call, from 0 to 1.
@@ -269,11 +269,11 @@ impl Store for FaultyStore {
     async fn entities(
         &self,
         space: &str,
-        prefix: &str,
+        query: &EntityQuery,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
         let after = self.enter("Query (entities)").await?;
-        let result = self.inner.entities(space, prefix, page).await;
+        let result = self.inner.entities(space, query, page).await;
         self.leave(after, result).await
     }
 

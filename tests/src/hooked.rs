@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use replicache_dynamodb::store::{
-    Address, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
+    Address, EntityQuery, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
 };
 
 type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -63,10 +63,10 @@ impl Store for BeforeWrite {
     async fn entities(
         &self,
         space: &str,
-        prefix: &str,
+        query: &EntityQuery,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
-        self.inner.entities(space, prefix, page).await
+        self.inner.entities(space, query, page).await
     }
 
     async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {

@@ -9,8 +9,10 @@ use integration_tests::client::{caller, mutation, pull_ok, push_ok, push_request
 use integration_tests::counting::CountingStore;
 use integration_tests::faulty::FaultyStore;
 use replicache_dynamodb::engine::{Engine, EngineConfig, EngineError};
+use replicache_dynamodb::protocol::PatchOp;
 use replicache_dynamodb::store::memory::MemoryStore;
-use replicache_dynamodb::{Access, App, Mutators, Result, Tx};
+use replicache_dynamodb::testing::{Mutated, TestServer};
+use replicache_dynamodb::{reject, Access, App, Mutators, Operation, Result, Tx};
 use serde_json::{json, Value};
 
 use crate::on_both_stores;
@@ -75,6 +77,57 @@ on_both_stores! {
         assert_eq!(value("out/after"), Some(json!(["p/3", "p/4"])));
         assert_eq!(value("out/none"), Some(json!([])));
         assert_eq!(value("out/own"), Some(json!(["p/0", "p/1", "p/2"])));
+    }
+
+    async fn scans_read_only_what_their_answer_needs(backend) {
+        // A scan with a limit reads as far as its answer reaches, keys only when asked, and
+        // `is_empty` one key; on DynamoDB through a start key's `BETWEEN` up to the first key
+        // after the prefix (`p0` for `p/`), which is no key of it.
+        let counting = Arc::new(CountingStore::new(backend.store().await));
+        let mutators = app::mutators().register("isEmpty", |tx: Tx, into: String| async move {
+            let empty = tx.is_empty().await?;
+            tx.set(&into, &empty).await
+        });
+        let e = Engine::new(counting.clone(), App::new(mutators), EngineConfig::default());
+        let me = caller("alice", "room");
+        push_ok(&e, &me, "g1", vec![mutation("c1", 1, "isEmpty", json!("empty/before"))]).await;
+        let puts = (0..40)
+            .map(|i| mutation("c1", i + 2, "put", json!({"key": format!("p/{i:02}"), "value": i})))
+            .chain([mutation("c1", 42, "put", json!({"key": "p0", "value": "after"}))])
+            .collect();
+        push_ok(&e, &me, "g1", puts).await;
+        // Deleted keys on the way are read, and skipped.
+        let dels = (0..3).map(|i| mutation("c1", 43 + i, "del", json!({"key": format!("p/{i:02}")}))).collect();
+        push_ok(&e, &me, "g1", dels).await;
+        // The entities each read: pages ask for what is missing and at least twice the last
+        // page, so deleted keys cost few requests.
+        let reads = [
+            ("isEmpty", json!("empty/after"), 1),
+            ("scanPage", json!({"prefix": "p/", "limit": 2, "into": "out/first", "values": true}), 2 + 4),
+            ("scanPage", json!({"prefix": "p/", "start": "p/10", "limit": 3, "into": "out/at", "keysOnly": true}), 3),
+            ("scanPage", json!({"prefix": "p/", "start": "p/10", "exclusive": true, "limit": 3, "into": "out/after"}), 3),
+            ("scanPage", json!({"prefix": "p/", "start": "p/38", "limit": 5, "into": "out/last", "keysOnly": true}), 2),
+            ("scanPage", json!({"prefix": "p/", "start": "a", "limit": 1, "into": "out/before", "keysOnly": true}), 1 + 2 + 4),
+            ("scanPage", json!({"prefix": "p/", "start": "q", "into": "out/beyond"}), 0),
+        ];
+        for (i, (name, args, read)) in reads.into_iter().enumerate() {
+            counting.take_entities_read();
+            push_ok(&e, &me, "g1", vec![mutation("c1", 46 + i as u64, name, args.clone())]).await;
+            assert_eq!(counting.take_entities_read(), read, "{name} {args}");
+        }
+        let view = pull_ok(&e, &me, "g2", Value::Null).await;
+        let value = |key: &str| view.patch.iter().find_map(|op| match op {
+            replicache_dynamodb::protocol::PatchOp::Put { key: k, value } if k == key => Some(value.clone()),
+            _ => None,
+        });
+        assert_eq!(value("empty/before"), Some(json!(true)));
+        assert_eq!(value("empty/after"), Some(json!(false)));
+        assert_eq!(value("out/first"), Some(json!([["p/03", 3], ["p/04", 4]])));
+        assert_eq!(value("out/at"), Some(json!(["p/10", "p/11", "p/12"])));
+        assert_eq!(value("out/after"), Some(json!(["p/11", "p/12", "p/13"])));
+        assert_eq!(value("out/last"), Some(json!(["p/38", "p/39"])));
+        assert_eq!(value("out/before"), Some(json!(["p/03"])));
+        assert_eq!(value("out/beyond"), Some(json!([])));
     }
 }
 
@@ -182,9 +235,8 @@ async fn a_mutator_called_without_arguments_gets_them_in_any_type_that_takes_non
         .register("needs", |tx: Tx, id: String| async move {
             tx.set("needs", &id).await
         });
-    let server = replicache_dynamodb::testing::TestServer::new(App::new(mutators));
+    let server = TestServer::new(App::new(mutators));
     let me = server.client("alice", "room");
-    use replicache_dynamodb::testing::Mutated;
     for name in ["empty", "unit", "nothing", "option", "optional"] {
         assert_eq!(
             me.mutate(name, Value::Null).await.unwrap(),
@@ -192,9 +244,12 @@ async fn a_mutator_called_without_arguments_gets_them_in_any_type_that_takes_non
             "{name}"
         );
     }
-    assert_eq!(server.get::<bool>("room", "empty").await, Some(true));
     assert_eq!(
-        server.get::<Value>("room", "optional").await,
+        server.get::<bool>("room", "empty").await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        server.get::<Value>("room", "optional").await.unwrap(),
         Some(Value::Null)
     );
     let needs = me.mutate("needs", Value::Null).await.unwrap();
@@ -202,4 +257,161 @@ async fn a_mutator_called_without_arguments_gets_them_in_any_type_that_takes_non
         matches!(needs, Mutated::Rejected(ref r) if r.starts_with("invalid arguments")),
         "{needs:?}"
     );
+}
+
+/// `TestServer::get` names the key and what did not parse when a value has another type, and
+/// a client pulls on from the cookie of its last pull.
+#[tokio::test]
+async fn the_test_server_reads_typed_values_and_pulls_from_a_cookie() {
+    let server = TestServer::new(app::app());
+    let me = server.client("alice", "room");
+    let put = |key: &str, value: Value| json!({"key": key, "value": value});
+    assert_eq!(
+        me.mutate("put", put("n", json!("seven"))).await,
+        Ok(Mutated::Applied)
+    );
+    let wrong = server.get::<i64>("room", "n").await.unwrap_err();
+    assert!(
+        wrong.to_string().contains(r#""n""#) && wrong.to_string().contains("invalid type: string"),
+        "{wrong}"
+    );
+    assert_eq!(
+        server.get::<String>("room", "n").await,
+        Ok(Some("seven".into()))
+    );
+    assert_eq!(server.get::<i64>("room", "absent").await, Ok(None));
+
+    let first = me.pull().await.unwrap();
+    assert_eq!(
+        me.mutate("put", put("m", json!(1))).await,
+        Ok(Mutated::Applied)
+    );
+    let next = me.pull_from(&first.cookie).await.unwrap();
+    assert_eq!(
+        next.patch,
+        [PatchOp::Put {
+            key: "m".into(),
+            value: json!(1)
+        }]
+    );
+    assert_eq!(
+        next.last_mutation_id_changes.values().collect::<Vec<_>>(),
+        [&2]
+    );
+    let idle = me.pull_from(&next.cookie).await.unwrap();
+    assert!(
+        idle.patch.is_empty() && idle.last_mutation_id_changes.is_empty(),
+        "{idle:?}"
+    );
+}
+
+/// A client asks for a poke ticket as the web client does; the ticket names its user and
+/// space, opens one connection to that space, and is refused to a user the policy turns away.
+#[tokio::test]
+async fn the_test_server_issues_poke_tickets_that_open_one_connection() {
+    let app = App::new(app::mutators())
+        .space_policy(|r| async move { Ok(Access::from(r.user() != "mallory")) });
+    let server = TestServer::new(app);
+    let ticket = server.client("alice", "room").poke_ticket().await.unwrap();
+    let said = server.check_ticket(&ticket).unwrap();
+    assert_eq!((said.user.as_str(), said.space.as_str()), ("alice", "room"));
+    assert!(server.check_ticket(&ticket.replace('.', ".x")).is_err());
+    let refused = server.connect("other-room", &ticket).await;
+    assert!(
+        matches!(refused, Err(EngineError::Unauthorized(_))),
+        "{refused:?}"
+    );
+    server.connect("room", &ticket).await.unwrap();
+    let again = server.connect("room", &ticket).await;
+    assert!(
+        matches!(again, Err(EngineError::Unauthorized(_))),
+        "{again:?}"
+    );
+    let mallory = server.client("mallory", "room").poke_ticket().await;
+    assert!(
+        matches!(mallory, Err(EngineError::Forbidden(_))),
+        "{mallory:?}"
+    );
+}
+
+/// A push held after the space policy allowed it, while a concurrent push removes its user
+/// from the members: the policy's yes is stale by then, and the write rule, which runs inside
+/// the push, refuses the mutation.
+#[tokio::test]
+async fn a_pause_after_the_policy_lets_a_concurrent_push_in() {
+    fn member(members: Option<Vec<String>>, user: &str) -> bool {
+        members.is_none_or(|m| m.iter().any(|m| m == user))
+    }
+    let app = App::new(app::mutators())
+        .space_policy(
+            |r| async move { Ok(Access::from(member(r.get("members").await?, r.user()))) },
+        )
+        .write_rule(|tx: Tx, _| async move {
+            if member(tx.get("members").await?, tx.user()) {
+                Ok(())
+            } else {
+                Err(reject("members only"))
+            }
+        });
+    let server = TestServer::new(app);
+    let (owner, alice) = (
+        server.client("owner", "team"),
+        server.client("alice", "team"),
+    );
+    let members = |m: Value| json!({"key": "members", "value": m});
+    assert_eq!(
+        owner
+            .mutate("put", members(json!(["owner", "alice"])))
+            .await,
+        Ok(Mutated::Applied)
+    );
+
+    let mut pause = server.pause_after_policy(Operation::Push, "alice", "team");
+    let note = json!({"key": "note", "value": "hi"});
+    let (pushed, ()) = tokio::join!(alice.mutate("put", note), async {
+        assert_eq!(pause.answered().await, Ok(Access::Allow));
+        assert_eq!(
+            owner.mutate("put", members(json!(["owner"]))).await,
+            Ok(Mutated::Applied)
+        );
+        pause.release();
+    });
+    assert_eq!(pushed, Ok(Mutated::Rejected("members only".into())));
+    assert_eq!(server.get::<Value>("team", "note").await, Ok(None));
+    // The pause held one request: the next push runs the policy, which now refuses.
+    let refused = alice
+        .mutate("put", json!({"key": "note", "value": "again"}))
+        .await;
+    assert!(
+        matches!(refused, Err(EngineError::Forbidden(_))),
+        "{refused:?}"
+    );
+}
+
+/// A typed read of a value of another type rejects the mutation, naming the key, the type
+/// asked for and what did not parse; in a scan as in a `get`.
+#[tokio::test]
+async fn a_value_of_another_type_rejects_the_mutation_and_says_why() {
+    let mutators = app::mutators()
+        .register("getNumber", |tx: Tx, key: String| async move {
+            tx.get::<i64>(&key).await.map(drop)
+        })
+        .register("scanNumbers", |tx: Tx, prefix: String| async move {
+            tx.scan::<i64>(prefix.as_str()).await.map(drop)
+        });
+    let server = TestServer::new(App::new(mutators));
+    let me = server.client("alice", "room");
+    let put = json!({"key": "n/word", "value": "seven"});
+    assert_eq!(me.mutate("put", put).await, Ok(Mutated::Applied));
+    for (name, args) in [("getNumber", "n/word"), ("scanNumbers", "n/")] {
+        let Ok(Mutated::Rejected(reason)) = me.mutate(name, args).await else {
+            panic!("{name} was not rejected");
+        };
+        assert!(
+            reason.contains(r#""n/word""#)
+                && reason.contains("i64")
+                && reason.contains("invalid type: string \"seven\""),
+            "{name}: {reason}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use replicache_dynamodb::engine::{Engine, EngineConfig};
 use replicache_dynamodb::http_api::{Api, ApiRequest, AuthMode};
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{
-    Address, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
+    Address, EntityQuery, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
 };
 use replicache_dynamodb::Operation;
 use serde_json::{json, Value};
@@ -548,7 +548,12 @@ impl Store for Broken {
         Err(self.0.clone())
     }
 
-    async fn entities(&self, _: &str, _: &str, _: Option<PageToken>) -> Result<Page, StoreError> {
+    async fn entities(
+        &self,
+        _: &str,
+        _: &EntityQuery,
+        _: Option<PageToken>,
+    ) -> Result<Page, StoreError> {
         Err(self.0.clone())
     }
 

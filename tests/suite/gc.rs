@@ -15,7 +15,8 @@ use integration_tests::cookies::above;
 use replicache_dynamodb::engine::{Clock, Engine, EngineConfig, EngineError};
 use replicache_dynamodb::protocol::{PatchOp, ProtocolError, Reply};
 use replicache_dynamodb::store::{
-    Address, Expect, Group, Limits, Page, PageToken, Record, Store, StoreError, Version, Write,
+    Address, EntityQuery, Expect, Group, Limits, Page, PageToken, Record, Store, StoreError,
+    Version, Write,
 };
 use serde_json::{json, Value};
 
@@ -310,10 +311,10 @@ impl Store for Interposer {
     async fn entities(
         &self,
         space: &str,
-        prefix: &str,
+        query: &EntityQuery,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
-        self.inner.entities(space, prefix, page).await
+        self.inner.entities(space, query, page).await
     }
 
     async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {

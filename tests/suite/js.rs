@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::client::{caller, mutation, pull_ok, push_ok, push_request, puts};
+use integration_tests::counting::CountingStore;
 use integration_tests::faulty::FaultyStore;
 use replicache_dynamodb::engine::{Engine, EngineConfig, EngineError};
 use replicache_dynamodb::js::{JsApp, JsError, JsLimits};
@@ -44,6 +45,11 @@ export const mutators = {
       at: await tx.scan({ prefix, start: { key: prefix + 'b' }, limit: 1 }).keys().toArray(),
       now: typeof Date.now() === 'number' && Math.random() < 1,
     });
+  },
+  async firstTwo(tx, { prefix }) {
+    const scan = tx.scan({ prefix, limit: 2 });
+    const keys = await scan.keys().toArray();
+    await tx.set('firstTwo', { keys, values: await scan.values().toArray(), empty: await tx.isEmpty() });
   },
   async throwString() { throw 'no thanks'; },
   async throwError(tx) { await tx.set('partial', 1); throw new RangeError('out of range'); },
@@ -104,7 +110,11 @@ async fn a_js_mutator_uses_the_write_transaction_as_on_the_client() {
             .unwrap(),
         Mutated::Applied
     );
-    let report: Value = server.get("room", "report").await.expect("the report");
+    let report: Value = server
+        .get("room", "report")
+        .await
+        .unwrap()
+        .expect("the report");
     assert_eq!(report["mutationID"], 5);
     assert!(report["clientID"].as_str().is_some_and(|c| !c.is_empty()));
     assert_eq!(report["reason"], "authoritative");
@@ -124,23 +134,23 @@ async fn a_js_mutator_uses_the_write_transaction_as_on_the_client() {
     assert_eq!(report["at"], json!(["p/b"]));
     assert_eq!(report["now"], true);
     assert_eq!(
-        server.get::<Value>("room", "q").await,
+        server.get::<Value>("room", "q").await.unwrap(),
         Some(json!({"deep": [1, null]}))
     );
 
     // `del` resolves to whether the key existed.
     alice.mutate("remove", json!({"key": "p/a"})).await.unwrap();
     alice.mutate("remove", json!({"key": "p/a"})).await.unwrap();
-    assert_eq!(server.get::<Value>("room", "p/a").await, None);
+    assert_eq!(server.get::<Value>("room", "p/a").await.unwrap(), None);
     assert_eq!(
-        server.get::<Value>("room", "removed/p/a").await,
+        server.get::<Value>("room", "removed/p/a").await.unwrap(),
         Some(json!(false)),
         "the second del found nothing"
     );
     // An unawaited write still lands, as on the client.
     alice.mutate("unawaited", json!(null)).await.unwrap();
     assert_eq!(
-        server.get::<Value>("room", "fire").await,
+        server.get::<Value>("room", "fire").await.unwrap(),
         Some(json!("forget"))
     );
 }
@@ -186,7 +196,7 @@ async fn what_a_mutator_throws_rejects_it_and_the_next_one_runs() {
         assert_eq!(next, Mutated::Applied, "after {name}");
     }
     assert_eq!(
-        server.get::<Value>("room", "partial").await,
+        server.get::<Value>("room", "partial").await.unwrap(),
         None,
         "a rejected mutation's writes are dropped"
     );
@@ -244,11 +254,19 @@ async fn rust_mutators_take_precedence_and_a_factory_gets_the_user() {
     bob.mutate("whoami", json!(null)).await.unwrap();
     bob.mutate("hot", json!(null)).await.unwrap();
     assert_eq!(
-        server.get::<String>("room", "who").await.as_deref(),
+        server
+            .get::<String>("room", "who")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("bob")
     );
     assert_eq!(
-        server.get::<String>("room", "hot").await.as_deref(),
+        server
+            .get::<String>("room", "hot")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("rust")
     );
 }
@@ -385,4 +403,45 @@ async fn the_todo_apps_javascript_rules_hold_on_the_server() {
     );
     let todos = server.entries(space, "todo/").await;
     assert_eq!(todos.len(), 1, "{todos:?}");
+}
+
+/// `isEmpty`, and `keys()` of a scan with a limit, read only what they answer: one key, and
+/// the keys alone (the scan's `values()` then reads the entries).
+#[tokio::test]
+async fn js_is_empty_and_keys_read_only_what_they_need() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let e = Engine::new(counting.clone(), probe_app(), EngineConfig::default());
+    let me = caller("alice", "room");
+    let puts = (0..20)
+        .map(|i| {
+            mutation(
+                "c1",
+                i + 1,
+                "put",
+                json!({"key": format!("p/{i:02}"), "value": i}),
+            )
+        })
+        .collect();
+    push_ok(&e, &me, "g1", puts).await;
+    counting.take_entities_read();
+    push_ok(
+        &e,
+        &me,
+        "g1",
+        vec![mutation("c1", 21, "firstTwo", json!({"prefix": "p/"}))],
+    )
+    .await;
+    // Two keys, their two entries, and one key for isEmpty.
+    assert_eq!(counting.take_entities_read(), 2 + 2 + 1);
+    let view = pull_ok(&e, &me, "g2", Value::Null).await;
+    let report = view.patch.iter().find_map(|op| match op {
+        replicache_dynamodb::protocol::PatchOp::Put { key, value } if key == "firstTwo" => {
+            Some(value.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(
+        report,
+        Some(json!({"keys": ["p/00", "p/01"], "values": [0, 1], "empty": false}))
+    );
 }

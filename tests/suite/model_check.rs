@@ -48,7 +48,8 @@ const MUTATIONS_PER_CLIENT: usize = 5;
 /// Pushers per group: two tabs of one group push the same pending mutations concurrently.
 const PUSHERS_PER_GROUP: usize = 2;
 const PULLS_PER_PULLER: usize = 6;
-/// Mutations of each space's hasty client: two of a copy, an increment and a count.
+/// Mutations of each space's hasty client: two of a copy, an increment and a scan (a count,
+/// or a scan with a limit).
 /// The other tasks mostly start a push or pull after a back-off, and on the paused clock a
 /// sleeper wakes only once no commit is still becoming visible: they rarely read a commit
 /// half-visible. The hasty client pushes each mutation as soon as another commit's counter
@@ -104,7 +105,7 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                     }
                 };
                 let hot = format!("hot/{}", rng.usize(0..3));
-                let (name, args) = match rng.usize(0..16) {
+                let (name, args) = match rng.usize(0..18) {
                     0 | 1 => ("put", json!({"key": hot, "value": rng.u32(0..100)})),
                     // Fits a transaction alone (1 to 3 keys) or never (7 keys: skipped).
                     10 => {
@@ -158,6 +159,9 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                         if rng.bool() { "count" } else { "countJs" },
                         json!({"prefix": "hot/", "into": "stats/hot"}),
                     ),
+                    // A scan with a limit, which reads only as far as its answer reaches:
+                    // hot keys come and go inside and beyond what it read.
+                    16 | 17 => page_scan(rng),
                     7 => (
                         "createMessage",
                         json!({"id": format!("m{}", rng.usize(0..3)), "from": "J", "content": "hi", "order": rng.u32(0..9)}),
@@ -201,6 +205,7 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
                         "incr",
                         json!({"key": format!("ctr/{}", rng.usize(0..2)), "by": 1}),
                     ),
+                    _ if rng.bool() => page_scan(rng),
                     _ => ("count", json!({"prefix": "hot/", "into": "stats/hot"})),
                 };
                 mutation(&client, n, name, args)
@@ -216,6 +221,25 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<GroupPlan> {
         });
     }
     groups
+}
+
+/// A `scanPage` (in Rust or in JavaScript) of the hot keys with a limit, from a start key or
+/// not, of keys only or of entries.
+fn page_scan(rng: &mut fastrand::Rng) -> (&'static str, Value) {
+    let start = rng.bool().then(|| format!("hot/{}", rng.usize(0..3)));
+    let keys_only = rng.bool();
+    (
+        if rng.bool() { "scanPage" } else { "scanPageJs" },
+        json!({
+            "prefix": "hot/",
+            "start": start,
+            "exclusive": rng.bool(),
+            "limit": rng.usize(1..3),
+            "into": "stats/page",
+            "keysOnly": keys_only,
+            "values": !keys_only,
+        }),
+    )
 }
 
 /// The reference interpreter: what each mutator means, written independently of the engine.
@@ -238,6 +262,31 @@ fn apply_reference(data: &mut BTreeMap<String, Value>, m: &Mutation) {
             let prefix = s("prefix");
             let n = data.keys().filter(|k| k.starts_with(&prefix)).count();
             data.insert(s("into"), json!(n));
+        }
+        "scanPage" | "scanPageJs" => {
+            let (prefix, start) = (s("prefix"), a["start"].as_str());
+            let exclusive = a["exclusive"].as_bool() == Some(true);
+            let limit = a["limit"].as_u64().map_or(usize::MAX, |l| l as usize);
+            let entries: Vec<(&String, &Value)> = data
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .filter(|(k, _)| {
+                    start.is_none_or(|s| {
+                        if exclusive {
+                            k.as_str() > s
+                        } else {
+                            k.as_str() >= s
+                        }
+                    })
+                })
+                .take(limit)
+                .collect();
+            let written = if a["values"].as_bool() == Some(true) {
+                json!(entries)
+            } else {
+                json!(entries.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            };
+            data.insert(s("into"), written);
         }
         "createMessage" => {
             if let Some(order) = a["order"].as_u64() {

@@ -480,10 +480,10 @@ impl replicache_dynamodb::store::Store for StaleOnce {
     async fn entities(
         &self,
         space: &str,
-        prefix: &str,
+        query: &replicache_dynamodb::store::EntityQuery,
         page: Option<replicache_dynamodb::store::PageToken>,
     ) -> Result<replicache_dynamodb::store::Page, replicache_dynamodb::store::StoreError> {
-        self.inner.entities(space, prefix, page).await
+        self.inner.entities(space, query, page).await
     }
     async fn commit_logs(
         &self,

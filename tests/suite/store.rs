@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use replicache_dynamodb::store::memory::MemoryStore;
 use replicache_dynamodb::store::{
-    all_pages, Address, Client, Entity, Expect, Record, Store, Version, Write,
+    all_pages, Address, Client, Entity, EntityQuery, Expect, Record, Store, Version, Write,
 };
 
 use crate::on_both_stores;
@@ -128,10 +128,11 @@ on_both_stores! {
         let store = store.as_ref();
         let latest = fill(store).await;
         let mut pages = 0;
+        let every = EntityQuery::prefix("");
         let records = all_pages(|page| {
             pages += 1;
             assert!(pages < 100, "the pages never end");
-            store.entities("s", "", page)
+            store.entities("s", &every, page)
         })
         .await
         .expect("entities");

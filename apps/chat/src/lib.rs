@@ -44,7 +44,7 @@ mod tests {
                 .unwrap(),
             Mutated::Applied
         );
-        let stored = server.get::<Value>("room", "message/1").await;
+        let stored = server.get::<Value>("room", "message/1").await.unwrap();
         assert_eq!(
             stored,
             Some(json!({"from": "Jane", "content": "hi", "order": 1}))

@@ -299,7 +299,11 @@ mod tests {
             alice.mutate("updateTodo", done).await.unwrap(),
             Mutated::Applied
         );
-        let b = server.get::<Todo>("private-alice", "todo/b").await.unwrap();
+        let b = server
+            .get::<Todo>("private-alice", "todo/b")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(b.completed && b.text == "eggs");
         assert_eq!(
             alice.mutate("clearCompleted", ()).await.unwrap(),
@@ -344,6 +348,7 @@ mod tests {
             server
                 .get::<Todo>("private-alice", "todo/e")
                 .await
+                .unwrap()
                 .unwrap()
                 .sort,
             3
@@ -447,7 +452,11 @@ mod tests {
             Mutated::Applied
         );
         assert!(matches!(bob.pull().await, Err(EngineError::Forbidden(_))));
-        let members = server.get::<Members>(space, "members").await.unwrap();
+        let members = server
+            .get::<Members>(space, "members")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(members.members, ["alice"]);
     }
 }

@@ -19,7 +19,7 @@ use crate::access::{Operation, PolicyRead};
 use crate::store::{
     Address, Connection, Expect, Listeners, Record, SpentTicket, StoreError, Version, Write,
 };
-use crate::ticket::Ticket;
+use crate::ticket::{Ticket, TicketKey};
 
 /// Most keys of its own space a policy may read for its connection to watch them one by
 /// one; a connection admitted by more reads, or by a read of another space, is watched as a
@@ -141,6 +141,22 @@ struct Verdicts {
 }
 
 impl Engine {
+    /// A poke ticket signed with `key` for the caller, and when it expires, if the space
+    /// policy lets them listen to the space (what `POST /api/replicache/poke-ticket`
+    /// answers).
+    pub async fn issue_ticket(
+        &self,
+        caller: &Caller,
+        key: &TicketKey,
+    ) -> Result<(String, u64), EngineError> {
+        self.authorize(caller, Operation::Poke).await?;
+        let expires_at = self.now() + crate::ticket::TICKET_SECS;
+        Ok((
+            key.issue(&caller.user, &caller.space, expires_at),
+            expires_at,
+        ))
+    }
+
     /// Records connection `id` as listening to the caller's space, after the application's
     /// space policy allowed it. Costs two requests (a read and a write) besides the policy's.
     pub async fn connect(&self, caller: &Caller, id: &str) -> Result<(), EngineError> {

@@ -62,9 +62,11 @@
 
   const scanResult = (options) => {
     const { prefix = '', start, limit, indexName } = options ?? {};
+    // The entries, or only the keys (the engine then reads no values), each read once.
     let entries;
-    const loaded = () =>
-      (entries ??= later(() => {
+    let keys;
+    const read = (keysOnly) =>
+      later(() => {
         if (indexName !== undefined) throw new TypeError('scans of an index are not supported on the server');
         if (start !== undefined) checkKey(start.key);
         return request({
@@ -72,11 +74,14 @@
           prefix: checkKey(prefix),
           start: start === undefined ? null : { key: start.key, exclusive: start.exclusive === true },
           limit: limit === undefined ? null : limit,
+          keysOnly,
         });
-      }));
+      });
+    const loaded = () => (entries ??= read(false));
+    const loadedKeys = () => entries ?? (keys ??= read(true));
     return {
       values: () => iteration(loaded, (e) => e[1]),
-      keys: () => iteration(loaded, (e) => e[0]),
+      keys: () => iteration(loadedKeys, (e) => e[0]),
       entries: () => iteration(loaded, (e) => e),
       toArray: () => loaded().then((all) => all.map((e) => e[1])),
       [Symbol.asyncIterator]: () => iteration(loaded, (e) => e[1]),

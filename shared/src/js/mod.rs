@@ -378,6 +378,8 @@ enum Request {
         prefix: String,
         start: Option<StartKey>,
         limit: Option<f64>,
+        #[serde(default, rename = "keysOnly")]
+        keys_only: bool,
     },
 }
 
@@ -483,16 +485,14 @@ async fn perform(host: Host<'_>, request: Request) -> Result<Option<String>> {
             tx.del(&key).await?;
             Ok(text(json!(existed)))
         }
-        (Host::Tx(tx), Request::IsEmpty) => {
-            let any = tx.scan::<Value>(Scan::prefix("").limit(1)).await?;
-            Ok(text(json!(any.is_empty())))
-        }
+        (Host::Tx(tx), Request::IsEmpty) => Ok(text(json!(tx.is_empty().await?))),
         (
             Host::Tx(tx),
             Request::Scan {
                 prefix,
                 start,
                 limit,
+                keys_only,
             },
         ) => {
             let mut scan = Scan::prefix(prefix);
@@ -511,8 +511,14 @@ async fn perform(host: Host<'_>, request: Request) -> Result<Option<String>> {
                 // As the client: a limit below 1 gives nothing.
                 scan = scan.limit(limit.max(0.0) as usize);
             }
-            let entries = tx.scan::<Value>(scan).await?;
-            let pairs: Vec<Value> = entries.into_iter().map(|(k, v)| json!([k, v])).collect();
+            // A keys-only scan answers `[key]` entries: `keys()` reads only the first.
+            let pairs: Vec<Value> = if keys_only {
+                let keys = tx.keys(scan).await?;
+                keys.into_iter().map(|k| json!([k])).collect()
+            } else {
+                let entries = tx.scan::<Value>(scan).await?;
+                entries.into_iter().map(|(k, v)| json!([k, v])).collect()
+            };
             Ok(text(Value::Array(pairs)))
         }
         (Host::Policy(request), Request::Get { key, space }) => {

@@ -3,6 +3,7 @@
 //! versioned record appears in.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -16,9 +17,9 @@ use super::layout::{
     SPACE_PK_PREFIX, TICKET_PK_PREFIX, VERSION_INDEX,
 };
 use super::{
-    item_key, space_pk, Address, Client, CommitLog, Connection, Entity, Expect, Group, Limits,
-    Listeners, Page, PageToken, Record, SpaceMeta, SpentTicket, Store, StoreError, Version, Write,
-    Written, COMMIT_LOG_PREFIX, ENTITY_PREFIX,
+    item_key, space_pk, Address, Client, CommitLog, Connection, Entity, EntityQuery, Expect, Group,
+    Limits, Listeners, Page, PageToken, Record, SpaceMeta, SpentTicket, Store, StoreError, Version,
+    Write, Written, COMMIT_LOG_PREFIX, ENTITY_PREFIX,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -239,6 +240,24 @@ impl DynamoStore {
         values: Vec<(&str, AttributeValue)>,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
+        let (items, next) = self
+            .query_items(index, condition, values, page, None, None)
+            .await?;
+        let records = items.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { records, next })
+    }
+
+    /// One page of a query's items, at most `limit`, with only the attributes `projection`
+    /// names (all without one).
+    async fn query_items(
+        &self,
+        index: Option<&str>,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        page: Option<PageToken>,
+        limit: Option<i32>,
+        projection: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<PageToken>), StoreError> {
         let start = page.map(|t| decode_token(&t)).transpose()?;
         let mut query = self
             .client
@@ -247,18 +266,15 @@ impl DynamoStore {
             .set_index_name(index.map(str::to_owned))
             .key_condition_expression(condition)
             .consistent_read(true)
-            .set_exclusive_start_key(start);
+            .set_exclusive_start_key(start)
+            .set_limit(limit)
+            .set_projection_expression(projection.map(str::to_owned));
         for (name, value) in values {
             query = query.expression_attribute_values(name, value);
         }
         let out = query.send().await.map_err(classify)?;
-        let records = out
-            .items()
-            .iter()
-            .map(decode)
-            .collect::<Result<Vec<_>, _>>()?;
         let next = out.last_evaluated_key().map(encode_token);
-        Ok(Page { records, next })
+        Ok((out.items.unwrap_or_default(), next))
     }
 }
 
@@ -323,11 +339,66 @@ impl Store for DynamoStore {
     async fn entities(
         &self,
         space: &str,
-        prefix: &str,
+        query: &EntityQuery,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
-        self.sort_key_prefix(space, format!("{ENTITY_PREFIX}{prefix}"), page)
-            .await
+        let prefix = format!("{ENTITY_PREFIX}{}", query.prefix);
+        let pk = space_pk(space);
+        // A start at or after the prefix is the query's lower bound, up to the first sort key
+        // after the prefix (DynamoDB takes one condition on the sort key); an excluded start
+        // is where the query begins after. A start before the prefix changes nothing.
+        let (start, excluded) = match &query.start {
+            Bound::Unbounded => (None, false),
+            Bound::Included(k) => (Some(format!("{ENTITY_PREFIX}{k}")), false),
+            Bound::Excluded(k) => (Some(format!("{ENTITY_PREFIX}{k}")), true),
+        };
+        let start = start.filter(|s| *s >= prefix);
+        let mut values = vec![(":pk", AttributeValue::S(pk.clone()))];
+        let condition = match (&start, first_after_prefix(&prefix)) {
+            (None, _) => {
+                values.push((":prefix", AttributeValue::S(prefix.clone())));
+                "pk = :pk AND begins_with(sk, :prefix)"
+            }
+            (Some(lo), Some(hi)) if *lo >= hi => return Ok(Page::default()),
+            (Some(lo), Some(hi)) => {
+                values.push((":lo", AttributeValue::S(lo.clone())));
+                values.push((":hi", AttributeValue::S(hi)));
+                "pk = :pk AND sk BETWEEN :lo AND :hi"
+            }
+            (Some(lo), None) => {
+                values.push((":lo", AttributeValue::S(lo.clone())));
+                "pk = :pk AND sk >= :lo"
+            }
+        };
+        let first = match start {
+            Some(lo) if excluded && page.is_none() => Some(PageToken(
+                serde_json::json!({"pk": {"S": pk}, "sk": {"S": lo}}).to_string(),
+            )),
+            _ => page,
+        };
+        // What a keys-only read keeps of an item: enough to tell a tombstone and the version.
+        let projection = query.keys_only.then_some("pk, sk, v, deleted, expires_at");
+        let limit = query
+            .page_limit
+            .map(|l| l.clamp(1, i32::MAX as usize) as i32);
+        let (items, next) = self
+            .query_items(None, condition, values, first, limit, projection)
+            .await?;
+        let mut records = Vec::with_capacity(items.len());
+        for item in &items {
+            let Record::Entity(mut entity) = decode(item)? else {
+                continue;
+            };
+            // The upper bound is inclusive: the first key after the prefix is no key of it.
+            if !query.selects(&entity.key) {
+                continue;
+            }
+            if query.keys_only && !item.contains_key("deleted") {
+                entity.value = Some(String::new());
+            }
+            records.push(Record::Entity(entity));
+        }
+        Ok(Page { records, next })
     }
 
     async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {
@@ -729,6 +800,20 @@ fn encode_token(key: &Item) -> PageToken {
     PageToken(serde_json::Value::Object(plain).to_string())
 }
 
+/// The first string after every string that starts with `prefix`, if there is one: the
+/// prefix with its last character moved to the next (UTF-8 byte order is code point order).
+fn first_after_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 fn decode_token(token: &PageToken) -> Result<Item, StoreError> {
     let bad = || StoreError::Rejected(format!("bad page token {:?}", token.0));
     let plain: HashMap<String, HashMap<String, String>> =
@@ -933,6 +1018,23 @@ mod config_tests {
         builder.set_region(region.map(|r| aws_config::Region::new(r.to_owned())));
         builder.set_endpoint_url(endpoint.map(str::to_owned));
         builder.build()
+    }
+
+    #[test]
+    fn the_first_string_after_a_prefix_bounds_its_keys() {
+        assert_eq!(first_after_prefix("e/p/").as_deref(), Some("e/p0"));
+        assert_eq!(first_after_prefix("e/").as_deref(), Some("e0"));
+        // The last character has no next: the one before it moves instead.
+        assert_eq!(first_after_prefix("e/a\u{10FFFF}").as_deref(), Some("e/b"));
+        // Surrogates are no characters: after U+D7FF comes U+E000.
+        assert_eq!(
+            first_after_prefix("e/\u{D7FF}").as_deref(),
+            Some("e/\u{E000}")
+        );
+        assert_eq!(first_after_prefix("\u{10FFFF}"), None);
+        for key in ["e/p/", "e/p/\u{10FFFF}\u{10FFFF}", "e/p/zzz"] {
+            assert!(key < first_after_prefix("e/p/").unwrap().as_str());
+        }
     }
 
     #[tokio::test]

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    item_key, record_bytes, Address, Limits, Page, PageToken, Record, Store, StoreError, Version,
-    Write, COMMIT_LOG_PREFIX, ENTITY_PREFIX,
+    item_key, record_bytes, Address, EntityQuery, Limits, Page, PageToken, Record, Store,
+    StoreError, Version, Write, COMMIT_LOG_PREFIX, ENTITY_PREFIX,
 };
 
 type ItemKey = (String, String);
@@ -204,6 +204,7 @@ impl MemoryStore {
         let pk = super::space_pk(space);
         self.query(
             page,
+            None,
             |state, cursor| state.next_with_prefix(&pk, prefix, cursor),
             String::clone,
             |t| Some(t.to_owned()),
@@ -213,10 +214,11 @@ impl MemoryStore {
 
     /// Reads the records of a query one at a time: each step takes the first record after
     /// the cursor (`next`), so records committed meanwhile may or may not be seen, as in
-    /// DynamoDB.
+    /// DynamoDB. A page ends at 1 MB or after `limit` records.
     async fn query<K>(
         &self,
         page: Option<PageToken>,
+        limit: Option<usize>,
         next: impl Fn(&State, Option<&K>) -> Option<(K, Record)>,
         encode: impl Fn(&K) -> String,
         decode: impl Fn(&str) -> Option<K>,
@@ -241,7 +243,7 @@ impl MemoryStore {
             bytes += record_bytes(&record);
             records.push(record);
             cursor = Some(position);
-            if bytes >= PAGE_BYTES {
+            if bytes >= PAGE_BYTES || limit.is_some_and(|l| records.len() >= l) {
                 return Ok(Page {
                     records,
                     next: cursor.as_ref().map(|c| PageToken(encode(c))),
@@ -275,6 +277,7 @@ impl Store for MemoryStore {
         let pk = super::space_pk(space);
         self.query(
             page,
+            None,
             |state, cursor| state.next_change(&pk, after, cursor),
             |(v, sk)| format!("{v}/{sk}"),
             |t| {
@@ -288,11 +291,38 @@ impl Store for MemoryStore {
     async fn entities(
         &self,
         space: &str,
-        prefix: &str,
+        query: &EntityQuery,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError> {
-        self.sort_key_prefix(space, &format!("{ENTITY_PREFIX}{prefix}"), page)
-            .await
+        let pk = super::space_pk(space);
+        let prefix = format!("{ENTITY_PREFIX}{}", query.prefix);
+        let selected = |sk: &str| {
+            sk.strip_prefix(ENTITY_PREFIX)
+                .is_some_and(|key| query.selects(key))
+        };
+        // The first selected record after the cursor: past the keys before the query's start
+        // once, at its first step.
+        let next = |state: &State, cursor: Option<&String>| {
+            let mut found = state.next_with_prefix(&pk, &prefix, cursor);
+            while let Some((sk, _)) = found.as_ref().filter(|(sk, _)| !selected(sk)) {
+                let sk = sk.clone();
+                found = state.next_with_prefix(&pk, &prefix, Some(&sk));
+            }
+            found
+        };
+        let mut page = self
+            .query(page, query.page_limit, next, String::clone, |t| {
+                Some(t.to_owned())
+            })
+            .await?;
+        if query.keys_only {
+            for record in &mut page.records {
+                if let Record::Entity(e) = record {
+                    e.value = e.value.as_ref().map(|_| String::new());
+                }
+            }
+        }
+        Ok(page)
     }
 
     async fn commit_logs(&self, space: &str, page: Option<PageToken>) -> Result<Page, StoreError> {

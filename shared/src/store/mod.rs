@@ -19,6 +19,7 @@ mod layout;
 pub mod memory;
 
 pub(crate) use layout::{item_key, record_bytes, space_pk, COMMIT_LOG_PREFIX, ENTITY_PREFIX};
+use std::ops::Bound;
 
 use async_trait::async_trait;
 
@@ -359,6 +360,59 @@ impl Write {
     }
 }
 
+/// Which entities [`Store::entities`] reads: the keys under a prefix, optionally from a start
+/// key, in key order (UTF-8 bytes), with or without their values.
+///
+/// ```
+/// use std::ops::Bound;
+/// use replicache_dynamodb::store::EntityQuery;
+///
+/// let all = EntityQuery::prefix("todo/");
+/// let page = EntityQuery {
+///     start: Bound::Excluded("todo/0042".into()),
+///     page_limit: Some(20),
+///     keys_only: true,
+///     ..EntityQuery::prefix("todo/")
+/// };
+/// # let _ = (all, page);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityQuery {
+    /// Only keys starting with this (`""`: every key).
+    pub prefix: String,
+    /// Only keys from this one on (included or not); a start before the prefix reads from
+    /// the prefix.
+    pub start: Bound<String>,
+    /// At most this many records a page (DynamoDB's `Limit`); a page that reached it may
+    /// have a next page even when nothing follows.
+    pub page_limit: Option<usize>,
+    /// Leave the values out (DynamoDB's `ProjectionExpression`): a live entity comes with
+    /// an empty value, `Some("")`, which is never JSON; a tombstone still with `None`.
+    pub keys_only: bool,
+}
+
+impl EntityQuery {
+    /// Every entity whose key starts with `prefix`, with its value.
+    pub fn prefix(prefix: impl Into<String>) -> Self {
+        EntityQuery {
+            prefix: prefix.into(),
+            start: Bound::Unbounded,
+            page_limit: None,
+            keys_only: false,
+        }
+    }
+
+    /// Whether `key` is one the query selects.
+    pub fn selects(&self, key: &str) -> bool {
+        key.starts_with(&self.prefix)
+            && match &self.start {
+                Bound::Unbounded => true,
+                Bound::Included(start) => key >= start.as_str(),
+                Bound::Excluded(start) => key > start.as_str(),
+            }
+    }
+}
+
 /// An opaque position to continue a query from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageToken(pub String);
@@ -443,12 +497,12 @@ pub trait Store: Send + Sync {
         page: Option<PageToken>,
     ) -> Result<Page, StoreError>;
 
-    /// One page of the space's entities whose key starts with `prefix`, in key order;
-    /// strongly consistent but read-committed.
+    /// One page of the space's entities that `query` selects, in key order; strongly
+    /// consistent but read-committed.
     async fn entities(
         &self,
         space: &str,
-        prefix: &str,
+        query: &EntityQuery,
         page: Option<PageToken>,
     ) -> Result<Page, StoreError>;
 

@@ -136,8 +136,8 @@ pub fn app() -> App {
     App::new(mutators()).js(js())
 }
 
-/// The chat's JavaScript mutators, with `incrJs` and `countJs`: `incr` and `count` in
-/// JavaScript (`rmw.js`).
+/// The chat's JavaScript mutators, with `incrJs`, `countJs` and `scanPageJs`: `incr`,
+/// `count` and `scanPage` in JavaScript (`rmw.js`).
 pub fn js() -> JsApp {
     let source = format!("{}\n{}", chat::MUTATORS_JS, include_str!("rmw.js"));
     JsApp::from_source("chat-and-rmw.js", &source).expect("the test mutators load")
@@ -154,10 +154,17 @@ pub struct ScanPageArgs {
     #[serde(default)]
     limit: Option<usize>,
     into: String,
+    /// Read the keys only ([`Tx::keys`]).
+    #[serde(default, rename = "keysOnly")]
+    keys_only: bool,
+    /// Write `[key, value]` entries instead of keys.
+    #[serde(default)]
+    values: bool,
 }
 
-/// `scanPage {prefix, start?, exclusive?, limit?, into}`: writes the keys a scan with those
-/// options returns to `into`.
+/// `scanPage {prefix, start?, exclusive?, limit?, into, keysOnly?, values?}`: writes the keys
+/// a scan with those options returns to `into` (read with [`Tx::keys`] for `keysOnly`), or
+/// its `[key, value]` entries for `values`.
 pub async fn scan_page(tx: Tx, a: ScanPageArgs) -> Result<()> {
     let mut scan = Scan::prefix(a.prefix);
     if let Some(start) = a.start {
@@ -170,11 +177,13 @@ pub async fn scan_page(tx: Tx, a: ScanPageArgs) -> Result<()> {
     if let Some(limit) = a.limit {
         scan = scan.limit(limit);
     }
-    let keys: Vec<String> = tx
-        .scan::<Value>(scan)
-        .await?
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    if a.keys_only {
+        return tx.set(&a.into, &tx.keys(scan).await?).await;
+    }
+    let entries = tx.scan::<Value>(scan).await?;
+    if a.values {
+        return tx.set(&a.into, &entries).await;
+    }
+    let keys: Vec<String> = entries.into_iter().map(|(k, _)| k).collect();
     tx.set(&a.into, &keys).await
 }
