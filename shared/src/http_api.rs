@@ -403,6 +403,17 @@ fn parse_request<T: DeserializeOwned>(body: Value) -> Result<T, Failure> {
 }
 
 /// What the answer with a server error `status` says, in place of the error itself.
+/// How a poke socket refuses a connection for `e`: the status and text every other request
+/// would answer (a server error's own text goes to the log only).
+pub(crate) fn socket_refusal(e: EngineError) -> (StatusCode, String) {
+    let f = Failure::from(e);
+    if f.status.is_server_error() {
+        tracing::warn!(error = %f.message, "poke connection failed");
+        return (f.status, server_error_message(f.status).to_owned());
+    }
+    (f.status, f.message)
+}
+
 pub(crate) fn server_error_message(status: StatusCode) -> &'static str {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         "temporarily unavailable: retry later"

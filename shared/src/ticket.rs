@@ -49,6 +49,12 @@ pub enum TicketError {
     /// Signed, but expired.
     #[error("the ticket has expired")]
     Expired,
+    /// None was given.
+    #[error("a poke connection needs a ticket")]
+    Missing,
+    /// Valid, but for another space than the connection's.
+    #[error("the ticket is for another space")]
+    OtherSpace,
 }
 
 /// A ticket key too short to be safe.
@@ -112,6 +118,21 @@ impl TicketKey {
             URL_SAFE_NO_PAD.encode(&payload),
             URL_SAFE_NO_PAD.encode(mac)
         )
+    }
+
+    /// The ticket a poke connection to `space` opens with, the one check of the dev server
+    /// and the poke function: given, signed with this key, unexpired at `now`, for `space`.
+    pub fn admit(
+        &self,
+        ticket: Option<&str>,
+        space: &str,
+        now: u64,
+    ) -> Result<Ticket, TicketError> {
+        let ticket = self.verify(ticket.ok_or(TicketError::Missing)?, now)?;
+        if ticket.space != space {
+            return Err(TicketError::OtherSpace);
+        }
+        Ok(ticket)
     }
 
     /// What `ticket` says, if this key signed it and it has not expired at `now`.

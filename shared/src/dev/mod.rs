@@ -40,7 +40,7 @@ use crate::access::Operation;
 use crate::app::App;
 use crate::auth::AuthMode;
 use crate::config::Settings;
-use crate::engine::{Caller, Engine, EngineError};
+use crate::engine::{Caller, Engine};
 use crate::http_api::{Api, ApiRequest, DEFAULT_SPACE};
 use crate::pokes::{Pokes, Signal, POKE};
 #[cfg(feature = "dynamodb")]
@@ -281,19 +281,12 @@ async fn poke(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let space = query.space_id.unwrap_or_else(|| DEFAULT_SPACE.to_owned());
-    let ticket = match query
-        .ticket
-        .as_deref()
-        .map(|t| state.tickets.verify(t, state.engine.now()))
+    let ticket = match state
+        .tickets
+        .admit(query.ticket.as_deref(), &space, state.engine.now())
     {
-        Some(Ok(ticket)) if ticket.space == space => ticket,
-        Some(Ok(_)) => {
-            return (StatusCode::UNAUTHORIZED, "the ticket is for another space").into_response()
-        }
-        Some(Err(e)) => return (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
-        None => {
-            return (StatusCode::UNAUTHORIZED, "a poke connection needs a ticket").into_response()
-        }
+        Ok(ticket) => ticket,
+        Err(e) => return (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
     };
     let caller = Caller {
         user: ticket.user.clone(),
@@ -311,22 +304,8 @@ async fn poke(
     if connected.is_err() {
         state.pokes.forget(&id);
     }
-    match connected {
-        Ok(()) => {}
-        Err(EngineError::Forbidden(why)) => return (StatusCode::FORBIDDEN, why).into_response(),
-        Err(EngineError::Unauthorized(why)) => {
-            return (StatusCode::UNAUTHORIZED, why).into_response()
-        }
-        Err(e) => {
-            // The error's own text may name internals: it goes to the log only.
-            let status = match e {
-                EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            warn!(error = %e, "poke connection failed");
-            let message = crate::http_api::server_error_message(status);
-            return (status, message).into_response();
-        }
+    if let Err(e) = connected {
+        return crate::http_api::socket_refusal(e).into_response();
     }
     let (heartbeat, shutdown) = (state.heartbeat, state.shutdown.clone());
     upgrade.on_upgrade(move |socket| async move {

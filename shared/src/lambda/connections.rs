@@ -8,7 +8,7 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequestContex
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::{info, warn};
 
-use crate::engine::{Caller, Engine, EngineError};
+use crate::engine::{Caller, Engine};
 use crate::ticket::TicketKey;
 
 /// Answers a WebSocket event: 200 accepts a `$connect`, anything else refuses it (API
@@ -56,7 +56,6 @@ async fn connect(
     id: &str,
     req: &Request,
 ) -> Result<Caller, (StatusCode, String)> {
-    let unauthorized = |why: &str| (StatusCode::UNAUTHORIZED, why.to_owned());
     let key = tickets.ok_or_else(|| {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,18 +63,12 @@ async fn connect(
         )
     })?;
     let params = req.query_string_parameters();
-    let ticket = params
-        .first("ticket")
-        .ok_or_else(|| unauthorized("a poke connection needs a ticket"))?;
-    let ticket = key
-        .verify(ticket, engine.now())
-        .map_err(|e| unauthorized(&e.to_string()))?;
     let space = params
         .first("spaceID")
         .unwrap_or(crate::http_api::DEFAULT_SPACE);
-    if ticket.space != space {
-        return Err(unauthorized("the ticket is for another space"));
-    }
+    let ticket = key
+        .admit(params.first("ticket"), space, engine.now())
+        .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
     let caller = Caller {
         user: ticket.user.clone(),
         space: ticket.space.clone(),
@@ -83,13 +76,7 @@ async fn connect(
     engine
         .connect_with_ticket(&caller, id, &ticket)
         .await
-        .map_err(|e| match e {
-            EngineError::Forbidden(why) => (StatusCode::FORBIDDEN, why),
-            EngineError::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why),
-            EngineError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
-            EngineError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
-            EngineError::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
-        })?;
+        .map_err(crate::http_api::socket_refusal)?;
     Ok(caller)
 }
 
