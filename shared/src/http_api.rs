@@ -403,6 +403,7 @@ fn parse_request<T: DeserializeOwned>(body: Value) -> Result<T, Failure> {
 }
 
 /// What the answer with a server error `status` says, in place of the error itself.
+#[cfg(any(feature = "lambda", feature = "dev-server"))]
 /// How a poke socket refuses a connection for `e`: the status and text every other request
 /// would answer (a server error's own text goes to the log only).
 pub(crate) fn socket_refusal(e: EngineError) -> (StatusCode, String) {
