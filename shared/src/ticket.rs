@@ -6,7 +6,7 @@
 //! `<base64url(JSON)>.<base64url(MAC)>`. Whoever holds the key can mint tickets, so the key
 //! lives only in the functions' configuration (the stack generates it) and is never logged.
 //! A ticket opens one connection: the first `$connect` with it records its id as spent
-//! (see [`crate::engine::Engine::connect_with_ticket`]).
+//! (see `Engine::connect_with_ticket`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
