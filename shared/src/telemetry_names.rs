@@ -25,6 +25,8 @@ pub(crate) const MUTATIONS_APPLIED: &str = "mutations_applied";
 pub(crate) const MUTATIONS_REJECTED: &str = "mutations_rejected";
 /// Push attempts repeated after a conflicting commit.
 pub(crate) const PUSH_CONFLICTS: &str = "push_conflicts";
+/// Changes of a space's poke listeners repeated after a conflicting one.
+pub(crate) const LISTENER_CONFLICTS: &str = "listener_conflicts";
 /// Pushes answered `ClientStateNotFound`.
 pub(crate) const CLIENT_STATE_NOT_FOUND: &str = "client_state_not_found";
 /// Execution environments started (Lambda cold starts).

@@ -19,6 +19,7 @@ use crate::access::{Operation, PolicyRead};
 use crate::store::{
     Address, Connection, Expect, Listeners, Record, SpentTicket, StoreError, Version, Write,
 };
+use crate::telemetry_names as names;
 use crate::ticket::{Ticket, TicketKey};
 
 /// Most keys of its own space a policy may read for its connection to watch them one by
@@ -187,69 +188,60 @@ impl Engine {
         ticket: Option<SpentTicket>,
     ) -> Result<(), EngineError> {
         super::validate_id("connection id", id)?;
-        let owner = owner_digest(&caller.user);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let owner = &owner_digest(&caller.user);
+        let ticket = ticket.as_ref();
+        let attempt = |_| async move {
             // Again on every attempt: what it read may be what changed meanwhile.
-            let reads = self.authorize_reading(caller, Operation::Poke).await?;
+            let reads = self
+                .authorize_reading(caller, Operation::Poke)
+                .await
+                .map_err(Attempt::Fail)?;
             let watch = Watch::of(&caller.space, &reads);
             let now = self.config.clock.now();
             let expires_at = now.saturating_add(self.config.connection_ttl.as_secs());
-            let tried = self
-                .try_change_listeners(
-                    &caller.space,
-                    |listeners| {
-                        listeners.connections.retain(|_, expires| *expires > now);
-                        // The caller's own oldest make way for this one past their share.
-                        let mut own: Vec<(u64, String)> = listeners
-                            .owners
-                            .iter()
-                            .filter(|(_, o)| **o == owner)
-                            .filter_map(|(id, _)| {
-                                Some((*listeners.connections.get(id)?, id.clone()))
-                            })
-                            .collect();
-                        own.sort_unstable();
-                        let keep = self.config.max_listeners_per_user.saturating_sub(1);
-                        for (_, old) in own.iter().take(own.len().saturating_sub(keep)) {
-                            listeners.connections.remove(old);
-                        }
-                        if listeners.connections.len() >= self.config.max_listeners {
-                            return Err(EngineError::Unavailable(format!(
-                                "the space has {} poke connections, the most it takes",
-                                listeners.connections.len()
-                            )));
-                        }
-                        listeners.connections.insert(id.to_owned(), expires_at);
-                        listeners.owners.insert(id.to_owned(), owner.clone());
-                        listeners.recheck.remove(id);
-                        match &watch.recorded {
-                            Some(w) => listeners.watches.insert(id.to_owned(), w.clone()),
-                            None => listeners.watches.remove(id),
-                        };
-                        Ok(true)
-                    },
-                    Some(Connection {
-                        id: id.to_owned(),
-                        space: caller.space.clone(),
-                        user: caller.user.clone(),
-                        expires_at,
-                    }),
-                    ticket.as_ref(),
-                    &watch.checks,
-                )
-                .await;
-            match tried {
-                Ok(()) => return Ok(()),
-                Err(Attempt::Retry { why, .. }) if attempt < self.config.max_attempts => {
-                    debug!(attempt, %why, "listeners or the policy's reads changed; retrying");
-                    self.back_off(attempt).await;
-                }
-                Err(Attempt::Retry { why, .. }) => return Err(EngineError::Unavailable(why)),
-                Err(Attempt::Fail(e)) => return Err(e),
-            }
-        }
+            self.try_change_listeners(
+                &caller.space,
+                |listeners| {
+                    listeners.connections.retain(|_, expires| *expires > now);
+                    // The caller's own oldest make way for this one past their share.
+                    let mut own: Vec<(u64, String)> = listeners
+                        .owners
+                        .iter()
+                        .filter(|(_, o)| *o == owner)
+                        .filter_map(|(id, _)| Some((*listeners.connections.get(id)?, id.clone())))
+                        .collect();
+                    own.sort_unstable();
+                    let keep = self.config.max_listeners_per_user.saturating_sub(1);
+                    for (_, old) in own.iter().take(own.len().saturating_sub(keep)) {
+                        listeners.connections.remove(old);
+                    }
+                    if listeners.connections.len() >= self.config.max_listeners {
+                        return Err(EngineError::Unavailable(format!(
+                            "the space has {} poke connections, the most it takes",
+                            listeners.connections.len()
+                        )));
+                    }
+                    listeners.connections.insert(id.to_owned(), expires_at);
+                    listeners.owners.insert(id.to_owned(), owner.clone());
+                    listeners.recheck.remove(id);
+                    match &watch.recorded {
+                        Some(w) => listeners.watches.insert(id.to_owned(), w.clone()),
+                        None => listeners.watches.remove(id),
+                    };
+                    Ok(true)
+                },
+                Some(Connection {
+                    id: id.to_owned(),
+                    space: caller.space.clone(),
+                    user: caller.user.clone(),
+                    expires_at,
+                }),
+                ticket,
+                &watch.checks,
+            )
+            .await
+        };
+        self.retrying(names::LISTENER_CONFLICTS, attempt).await
     }
 
     /// Forgets connection `id` (it closed). Unknown ids are ignored.
@@ -480,22 +472,8 @@ impl Engine {
         space: &str,
         change: impl Fn(&mut Listeners) -> Result<bool, EngineError>,
     ) -> Result<(), EngineError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .try_change_listeners(space, &change, None, None, &[])
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(Attempt::Retry { why, .. }) if attempt < self.config.max_attempts => {
-                    debug!(attempt, %why, "listeners changed meanwhile; retrying");
-                    self.back_off(attempt).await;
-                }
-                Err(Attempt::Retry { why, .. }) => return Err(EngineError::Unavailable(why)),
-                Err(Attempt::Fail(e)) => return Err(e),
-            }
-        }
+        let attempt = |_| self.try_change_listeners(space, &change, None, None, &[]);
+        self.retrying(names::LISTENER_CONFLICTS, attempt).await
     }
 
     /// One read-modify-write of the space's listeners, conditioned on the revision read and
