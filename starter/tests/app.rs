@@ -8,7 +8,7 @@ async fn creates_a_todo() {
     let todo = json!({"id": "1", "text": "milk"});
     assert_eq!(alice.mutate("createTodo", todo).await, Ok(Mutated::Applied));
     let stored = json!({"id": "1", "text": "milk", "completed": false, "sort": 0});
-    let found = server.get::<Value>("private-alice", "todo/1").await.unwrap();
+    let found: Option<Value> = server.get("private-alice", "todo/1").await.unwrap();
     assert_eq!(found, Some(stored));
 }
 
@@ -21,6 +21,6 @@ async fn only_the_owner_may_use_a_private_space() {
     let todo = json!({"id": "2", "text": "eggs"});
     let refused = bob.mutate("createTodo", todo).await;
     assert!(matches!(refused, Err(EngineError::Forbidden(_))));
-    let found = server.get::<Value>("private-alice", "todo/2").await.unwrap();
+    let found: Option<Value> = server.get("private-alice", "todo/2").await.unwrap();
     assert_eq!(found, None);
 }
