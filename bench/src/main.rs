@@ -54,6 +54,10 @@ struct Options {
     /// engine's).
     #[arg(long)]
     retry_max_delay_ms: Option<u64>,
+    /// Only the fairness runs: one writer's pushes beside this many groups pushing in a loop,
+    /// once writes and once mutations that are all rejected.
+    #[arg(long)]
+    fairness: Option<u64>,
 }
 
 /// The same two mutators in JavaScript, as a client would write them.
@@ -261,6 +265,106 @@ async fn hot_space(
     run.conflicts = store.take_conflicts();
     run.requests = store.take();
     check_hot_space(&engine, mix, run.mutations).await;
+    run
+}
+
+/// What the other groups of a fairness run push.
+#[derive(Clone, Copy, Debug)]
+enum Others {
+    /// Writes, as the writer does.
+    Writing,
+    /// Mutations that are all rejected (an unknown mutator): each push commits only its
+    /// client's lmid.
+    Rejected,
+}
+
+/// What one writer saw, and how many commits the others made meanwhile.
+struct FairRun {
+    latencies: Vec<Duration>,
+    unavailable: usize,
+    other_commits: usize,
+}
+
+/// One writer pushes `pushes` batches of `batch` writes into a space while `others` groups
+/// push batches in a loop until it is done: whether pushes that only reject hold the space's
+/// counter (and so the writer) more than pushes that write.
+async fn fairness(
+    config: &EngineConfig,
+    others: Others,
+    groups: u64,
+    pushes: u64,
+    batch: u64,
+) -> FairRun {
+    let store = Arc::new(CountingStore::new(Arc::new(
+        dynamodb_local::fresh_table().await,
+    )));
+    let engine = Arc::new(engine_on(store.clone(), config));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loops: Vec<_> = (0..groups)
+        .map(|g| {
+            let (engine, done) = (engine.clone(), done.clone());
+            tokio::spawn(async move {
+                let who = caller("other", "fair");
+                let (group, client) = (format!("o{g}"), format!("oc{g}"));
+                let mut commits = 0;
+                let mut next = 1;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let mutations = (next..next + batch)
+                        .map(|id| match others {
+                            Others::Writing => mutation(
+                                &client,
+                                id,
+                                "put",
+                                json!({"key": format!("o/{g}/{id}"), "value": VALUE}),
+                            ),
+                            Others::Rejected => mutation(&client, id, "noSuchMutator", json!({})),
+                        })
+                        .collect();
+                    if let Ok(Reply::Ok(outcome)) = engine
+                        .push_outcome(&who, &push_request(&group, mutations))
+                        .await
+                    {
+                        commits += outcome.commits;
+                        next += batch;
+                    }
+                }
+                commits
+            })
+        })
+        .collect();
+    let who = caller("writer", "fair");
+    let mut run = FairRun {
+        latencies: Vec::new(),
+        unavailable: 0,
+        other_commits: 0,
+    };
+    for p in 0..pushes {
+        let mutations = (1..=batch)
+            .map(|i| {
+                let id = p * batch + i;
+                mutation(
+                    "w",
+                    id,
+                    "put",
+                    json!({"key": format!("w/{id}"), "value": VALUE}),
+                )
+            })
+            .collect();
+        let req = push_request("writer", mutations);
+        let sent = Instant::now();
+        loop {
+            match engine.push(&who, &req).await {
+                Ok(Reply::Ok(())) => break,
+                Err(EngineError::Unavailable(_)) => run.unavailable += 1,
+                other => panic!("push failed: {other:?}"),
+            }
+        }
+        run.latencies.push(sent.elapsed());
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for task in loops {
+        run.other_commits += task.await.expect("a pushing task");
+    }
     run
 }
 
@@ -550,6 +654,22 @@ async fn main() {
     }
     eprintln!("starting DynamoDB Local");
     dynamodb_local::endpoint();
+    if let Some(groups) = options.fairness {
+        println!("| the others push | others | writer's push p50 ms | p99 ms | writer's 503s | others' commits |");
+        println!("|---|---|---|---|---|---|");
+        for others in [Others::Writing, Others::Rejected] {
+            eprintln!("fairness: one writer beside {groups} groups, {others:?}");
+            let run = fairness(&config, others, groups, pushes, batch).await;
+            println!(
+                "| {others:?} | {groups} | {:.1} | {:.1} | {} | {} |",
+                ms(percentile(&run.latencies, 0.5)),
+                ms(percentile(&run.latencies, 0.99)),
+                run.unavailable,
+                run.other_commits
+            );
+        }
+        return;
+    }
 
     eprintln!("floor: {samples} samples of each request, after as many to warm DynamoDB Local up");
     floor(samples, batch).await;

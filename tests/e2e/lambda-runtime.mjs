@@ -4,6 +4,7 @@
 // response and error posts, and the init error.
 
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
@@ -18,6 +19,8 @@ const API = '/2018-06-01/runtime';
  * first event (`ready`, its init), and `stop()`.
  */
 export async function startFunction(bin, env = {}, { binary = path.join(root, 'target/debug', bin), environment = process.env, quiet = false } = {}) {
+  // A missing binary would never ask for an event: say so instead of waiting forever.
+  if (!existsSync(binary)) throw new Error(`${binary} is missing: cargo build -p ${bin}`);
   const queue = []; // events waiting for the function
   const waiting = []; // the function's /next requests waiting for an event
   const pending = new Map(); // request id -> {resolve, reject}
