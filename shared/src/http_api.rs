@@ -402,19 +402,16 @@ fn parse_request<T: DeserializeOwned>(body: Value) -> Result<T, Failure> {
     })
 }
 
-/// What the answer with a server error `status` says, in place of the error itself.
+/// The status an engine error answers, and its text: the one mapping, which the poke sockets
+/// use too. A server error's text may name internals: the caller logs it and answers
+/// [`server_error_message`] instead.
 #[cfg(any(feature = "lambda", feature = "dev-server"))]
-/// How a poke socket refuses a connection for `e`: the status and text every other request
-/// would answer (a server error's own text goes to the log only).
-pub(crate) fn socket_refusal(e: EngineError) -> (StatusCode, String) {
+pub(crate) fn engine_status(e: EngineError) -> (StatusCode, String) {
     let f = Failure::from(e);
-    if f.status.is_server_error() {
-        tracing::warn!(error = %f.message, "poke connection failed");
-        return (f.status, server_error_message(f.status).to_owned());
-    }
     (f.status, f.message)
 }
 
+/// What the answer with a server error `status` says, in place of the error itself.
 pub(crate) fn server_error_message(status: StatusCode) -> &'static str {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         "temporarily unavailable: retry later"

@@ -305,7 +305,14 @@ async fn poke(
         state.pokes.forget(&id);
     }
     if let Err(e) = connected {
-        return crate::http_api::socket_refusal(e).into_response();
+        let (status, why) = crate::http_api::engine_status(e);
+        if status.is_server_error() {
+            // The error's own text may name internals: it goes to the log only.
+            warn!(connection = id, status = status.as_u16(), %why, "poke connection failed");
+            let message = crate::http_api::server_error_message(status);
+            return (status, message).into_response();
+        }
+        return (status, why).into_response();
     }
     let (heartbeat, shutdown) = (state.heartbeat, state.shutdown.clone());
     upgrade.on_upgrade(move |socket| async move {

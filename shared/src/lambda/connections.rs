@@ -76,7 +76,7 @@ async fn connect(
     engine
         .connect_with_ticket(&caller, id, &ticket)
         .await
-        .map_err(crate::http_api::socket_refusal)?;
+        .map_err(crate::http_api::engine_status)?;
     Ok(caller)
 }
 

@@ -303,14 +303,9 @@ impl Store for DynamoStore {
         let projection = format!("{}, {}, {}", attr::PK, attr::SK, attr::VERSION);
         let mut found: HashMap<(String, String), Version> = HashMap::new();
         for item in self.batch_get(addresses, Some(projection)).await? {
-            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-            let version = item
-                .get(attr::VERSION)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok());
-            if let (Some(pk), Some(sk), Some(version)) = (text(attr::PK), text(attr::SK), version) {
-                found.insert((pk, sk), version);
-            }
+            let f = Fields(&item);
+            let key = (f.text(attr::PK)?, f.text(attr::SK)?);
+            found.insert(key, f.number(attr::VERSION)?);
         }
         Ok(addresses
             .iter()
