@@ -113,15 +113,7 @@ async fn deliver(
         tokio::time::sleep(delay).await;
     }
     if !shared.connections.lock().unwrap().contains(&id) {
-        return (
-            StatusCode::GONE,
-            [
-                ("x-amzn-errortype", "GoneException"),
-                ("content-type", "application/json"),
-            ],
-            r#"{"message":null}"#,
-        )
-            .into_response();
+        return gone();
     }
     let observed = shared.observe.lock().unwrap().clone().map_or(0, |f| f(&id));
     let data = String::from_utf8_lossy(&body).into_owned();
@@ -134,16 +126,21 @@ async fn close(
     Path((_stage, id)): Path<(String, String)>,
 ) -> Response {
     if !shared.connections.lock().unwrap().remove(&id) {
-        return (
-            StatusCode::GONE,
-            [
-                ("x-amzn-errortype", "GoneException"),
-                ("content-type", "application/json"),
-            ],
-            r#"{"message":null}"#,
-        )
-            .into_response();
+        return gone();
     }
     shared.closed.lock().unwrap().push(id);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// What the management API answers for a connection that is gone.
+fn gone() -> Response {
+    (
+        StatusCode::GONE,
+        [
+            ("x-amzn-errortype", "GoneException"),
+            ("content-type", "application/json"),
+        ],
+        r#"{"message":null}"#,
+    )
+        .into_response()
 }
