@@ -531,6 +531,7 @@ async fn floor(samples: usize, batch: u64) -> Floor {
                     space: space.clone(),
                     version: v + 1,
                     epoch: "e".into(),
+                    hot_until: None,
                 }),
                 expect: if v == 0 {
                     Expect::Absent

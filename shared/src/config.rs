@@ -2,7 +2,7 @@
 
 use crate::app::App;
 use crate::auth::AuthMode;
-use crate::engine::EngineConfig;
+use crate::engine::{EngineConfig, PushPath};
 
 /// Default request body limit: 5 MiB.
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
@@ -26,6 +26,10 @@ pub(crate) struct Settings {
     /// `APP_BUNDLE`: the file of a JavaScript app (an ES module) whose mutators and space
     /// policy join the app's (feature `js`); unset or empty: none.
     pub app_bundle: Option<String>,
+    /// `PUSH_PATH`: `direct` (the default), `queued`, or `auto` (per space, by contention).
+    pub push_path: PushPath,
+    /// `PUSH_QUEUE_URL`: the SQS FIFO queue pushes take unless `PUSH_PATH` is `direct`.
+    pub push_queue_url: Option<String>,
 }
 
 /// A setting with a value that cannot be used.
@@ -66,6 +70,7 @@ impl Settings {
         EngineConfig {
             schema_version: self.schema_version.clone(),
             pull_budget_bytes: self.pull_budget_bytes.unwrap_or(default.pull_budget_bytes),
+            push_path: self.push_path,
             ..default
         }
     }
@@ -158,7 +163,23 @@ impl Settings {
                 ))
             }
         };
+        let push_path = match non_empty("PUSH_PATH") {
+            None => PushPath::Direct,
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|message| ConfigError::new("PUSH_PATH", message))?,
+        };
+        let push_queue_url = non_empty("PUSH_QUEUE_URL");
+        if push_path != PushPath::Direct && push_queue_url.is_none() {
+            return Err(ConfigError::new(
+                "PUSH_QUEUE_URL",
+                "not set: PUSH_PATH sends pushes to this queue",
+            ));
+        }
         Ok(Settings {
+            push_path,
+            push_queue_url,
             warm_up,
             table_name: non_empty("TABLE_NAME"),
             auth_mode,
@@ -231,6 +252,17 @@ mod tests {
         assert_eq!(s.auth_mode, AuthMode::Header);
         assert_eq!(s.schema_version.as_deref(), Some("v2"));
         assert_eq!(s.max_body_bytes, 1024);
+    }
+
+    #[test]
+    fn push_path_is_read_and_needs_a_queue() {
+        assert_eq!(settings(&[]).unwrap().push_path, PushPath::Direct);
+        let s = settings(&[("PUSH_PATH", "auto"), ("PUSH_QUEUE_URL", "https://q")]).unwrap();
+        assert_eq!(s.push_path, PushPath::Auto);
+        assert_eq!(s.engine_config().push_path, PushPath::Auto);
+        assert!(error(&[("PUSH_PATH", "queued")]).starts_with("PUSH_QUEUE_URL: not set"));
+        let bad = error(&[("PUSH_PATH", "fast"), ("PUSH_QUEUE_URL", "https://q")]);
+        assert_eq!(bad, "PUSH_PATH: \"fast\" is not direct, queued or auto");
     }
 
     #[test]

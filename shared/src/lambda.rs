@@ -15,13 +15,16 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_http::request::RequestContext;
-use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use lambda_http::{service_fn, Body, LambdaEvent, Request, RequestExt, Response};
 
 mod connections;
 mod pokes;
+mod queue;
 
 pub use pokes::ApiGatewayPoker;
+pub use queue::{commit_event, SqsQueue};
 
 /// Why a function could not start or stopped: what [`serve`] returns, so that a function's
 /// `main` needs no dependency on `lambda_http` of its own.
@@ -43,7 +46,8 @@ use crate::store::dynamo::DynamoStore;
 /// The store, the SDK client and the settings are made once per execution environment, from
 /// the environment: `TABLE_NAME` (required), `AUTH_MODE` (`jwt` by default: the user is the
 /// `sub` claim API Gateway's JWT authorizer verified), `SCHEMA_VERSION`, `MAX_BODY_BYTES`,
-/// `APP_BUNDLE` (a JavaScript app to add to `app`), and the AWS SDK's own variables. A missing or bad setting is logged (naming the variable)
+/// `APP_BUNDLE` (a JavaScript app to add to `app`), `PUSH_PATH` and `PUSH_QUEUE_URL` (the
+/// push function's queue for hot spaces, [`serve_commits`]), and the AWS SDK's own variables. A missing or bad setting is logged (naming the variable)
 /// and fails the function's init: the process exits with an error before it takes a request.
 pub async fn serve(op: Operation, app: App) -> Result<(), Error> {
     crate::telemetry::init();
@@ -75,20 +79,56 @@ pub async fn serve(op: Operation, app: App) -> Result<(), Error> {
 /// collector to flush after each invocation (`None` if another recorder was installed
 /// first, as in a test that installs its own).
 pub fn install_metrics(op: Operation) -> Option<&'static metrics_cloudwatch_embedded::Collector> {
+    install_metrics_for(op.name())
+}
+
+/// [`install_metrics`] for the function named `function`.
+fn install_metrics_for(
+    function: &'static str,
+) -> Option<&'static metrics_cloudwatch_embedded::Collector> {
     static INSTALLED: std::sync::OnceLock<Option<&'static metrics_cloudwatch_embedded::Collector>> =
         std::sync::OnceLock::new();
     *INSTALLED.get_or_init(|| {
         metrics_cloudwatch_embedded::Builder::new()
             .cloudwatch_namespace("ReplicacheDynamoDB")
-            .with_dimension("function", op.name())
+            .with_dimension("function", function)
             .init()
             .map_err(|e| tracing::warn!(error = %e, "no metrics"))
             .ok()
     })
 }
 
-/// The API of `app` for `op` as the environment configures it.
-async fn api_from_env(op: Operation, app: App) -> Result<Api, ConfigError> {
+/// Serves the committer of `app` as a Lambda function until the runtime stops: the function
+/// the push queue's event source mapping invokes with batches of queued pushes
+/// ([`commit_event`]), answering the messages to deliver again (`ReportBatchItemFailures`).
+/// Its environment is the push function's: `TABLE_NAME`, `POKE_ENDPOINT` for the pokes
+/// after its commits, and the rest as [`serve`] reads them.
+pub async fn serve_commits(app: App) -> Result<(), Error> {
+    crate::telemetry::init();
+    let engine = match engine_from_env(Operation::Push, app).await {
+        Ok((engine, _)) => engine,
+        Err(e) => {
+            tracing::error!(variable = e.name(), "configuration error: {e}");
+            return Err(e.into());
+        }
+    };
+    let engine = &engine;
+    let metrics = install_metrics_for("commit");
+    metrics::counter!(crate::telemetry_names::COLD_STARTS).increment(1);
+    let handler = move |event: LambdaEvent<SqsEvent>| async move {
+        let response = commit_event(engine, event.payload).await;
+        if let Some(metrics) = metrics {
+            if let Err(e) = metrics.flush(std::io::stdout()) {
+                tracing::warn!(error = %e, "could not write the metrics");
+            }
+        }
+        Ok::<_, Infallible>(response)
+    };
+    lambda_http::lambda_runtime::run(service_fn(handler)).await
+}
+
+/// The engine of `app` for `op` as the environment configures it, with its settings.
+async fn engine_from_env(op: Operation, app: App) -> Result<(Engine, Settings), ConfigError> {
     let settings = Settings::from_env(AuthMode::Jwt)?;
     let table = settings.required_table_name()?;
     let app = settings.app(app)?;
@@ -104,7 +144,17 @@ async fn api_from_env(op: Operation, app: App) -> Result<Api, ConfigError> {
         if let Some(poker) = poker_from_env(&shared)? {
             engine = engine.with_poker(Arc::new(poker));
         }
+        if let Some(url) = &settings.push_queue_url {
+            let client = aws_sdk_sqs::Client::new(&shared);
+            engine = engine.with_queue(Arc::new(SqsQueue::new(client, url)));
+        }
     }
+    Ok((engine, settings))
+}
+
+/// The API of `app` for `op` as the environment configures it.
+async fn api_from_env(op: Operation, app: App) -> Result<Api, ConfigError> {
+    let (engine, settings) = engine_from_env(op, app).await?;
     let api = Api::new(engine, settings.auth_mode, settings.max_body_bytes);
     let key = crate::ticket::TicketKey::from_env()
         .map_err(|e| ConfigError::new("POKE_TICKET_KEY", e.to_string()))?;

@@ -35,7 +35,7 @@ pub struct PullRequest {
 }
 
 /// Body of `POST /api/replicache/push`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PushRequest {
     /// Protocol version; 0 is the legacy protocol and is refused.

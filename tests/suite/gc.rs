@@ -240,6 +240,7 @@ on_both_stores! {
             user: "carol".into(),
             space: "lobby".into(),
             expires_at: Some(now.load(Ordering::SeqCst) + 180 * DAY),
+            refused: false,
         };
         rival.before_next_group_write(Record::Group(carol.clone()));
         let taken = e.push(&caller("bob", "room"), &push_request("g1", vec![incr("b1", 1)])).await;

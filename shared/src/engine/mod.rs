@@ -4,8 +4,10 @@
 mod listeners;
 mod pull;
 mod push;
+mod queue;
 
 pub use push::{PushOutcome, Rejection};
+pub use queue::{PushPath, PushQueue, QueueError, QueuedOutcome, QueuedPush};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +67,10 @@ pub struct EngineConfig {
     /// default leaves room for Lambda's 6 MB response limit after base64 (a gzip response
     /// is binary, and base64 adds a third).
     pub pull_budget_bytes: usize,
+    /// Which path pushes take to their commit: directly, through the queue
+    /// ([`Engine::with_queue`]), or chosen per space. Without a queue, every push commits
+    /// directly.
+    pub push_path: PushPath,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +89,7 @@ impl Default for EngineConfig {
             max_push_clients: 64,
             tombstone_ttl: Duration::from_secs(30 * DAY),
             client_ttl: Duration::from_secs(180 * DAY),
+            push_path: PushPath::Direct,
         }
     }
 }
@@ -169,6 +176,7 @@ pub struct Engine {
     app: App,
     config: EngineConfig,
     poker: Option<Arc<dyn Poker>>,
+    queue: Option<Arc<dyn PushQueue>>,
 }
 
 /// What went wrong in one attempt.
@@ -218,6 +226,7 @@ impl Engine {
             app,
             config,
             poker: None,
+            queue: None,
         }
     }
 

@@ -16,7 +16,7 @@ use super::{Attempt, Caller, Engine, EngineError};
 use crate::access::Operation;
 use crate::cookie::{self, Base, Cookie};
 use crate::protocol::SYNC_KEY;
-use crate::protocol::{PatchOp, PullRequest, PullResponse, Reply, VersionType};
+use crate::protocol::{PatchOp, ProtocolError, PullRequest, PullResponse, Reply, VersionType};
 use crate::snapshot::{changes_at, overwritten, page_at};
 use crate::store::{expired, Address, Record, Version};
 use crate::telemetry_names as names;
@@ -30,6 +30,9 @@ struct Head {
     version: Version,
     epoch: String,
     group_live: bool,
+    /// Whether the group is live and was refused: a queued commit found the server has no
+    /// state for one of its clients.
+    group_refused: bool,
     /// The time of the read.
     now: u64,
 }
@@ -64,9 +67,7 @@ impl Engine {
         super::validate_id("clientGroupID", &req.client_group_id)?;
         self.authorize(caller, Operation::Pull).await?;
         let attempt = |_| self.pull_attempt(caller, req);
-        Ok(Reply::Ok(
-            self.retrying(names::PULL_RETRIES, attempt).await?,
-        ))
+        self.retrying(names::PULL_RETRIES, attempt).await
     }
 
     /// One attempt at a consistent answer.
@@ -74,8 +75,11 @@ impl Engine {
         &self,
         caller: &Caller,
         req: &PullRequest,
-    ) -> Result<PullResponse, Attempt> {
+    ) -> Result<Reply<PullResponse>, Attempt> {
         let head = self.read_head(caller, &req.client_group_id).await?;
+        if head.group_refused {
+            return Ok(Reply::Error(ProtocolError::ClientStateNotFound));
+        }
         let base = self.base(&req.cookie, &head);
         let after = match &base {
             Base::Version(c) => c.version,
@@ -86,7 +90,7 @@ impl Engine {
             .await?;
         let group = &req.client_group_id;
         let group_live = self.group_visible(caller, group, &head, &snapshot).await?;
-        Ok(respond(base, &head, snapshot, group, group_live))
+        Ok(Reply::Ok(respond(base, &head, snapshot, group, group_live)))
     }
 
     /// Reads the space's version and epoch and the client group, in one request.
@@ -109,14 +113,18 @@ impl Engine {
         };
         // An absent or expired group is unknown, and so are its clients: their lmids are
         // nobody's to learn (whoever pulls with its id, before pushing with it afresh).
-        let group_live = match &got[1] {
-            Some(Record::Group(g)) => super::live_group(Some(g), caller, now)?,
-            _ => false,
+        let (group_live, group_refused) = match &got[1] {
+            Some(Record::Group(g)) => {
+                let live = super::live_group(Some(g), caller, now)?;
+                (live, live && g.refused)
+            }
+            _ => (false, false),
         };
         Ok(Head {
             version,
             epoch,
             group_live,
+            group_refused,
             now,
         })
     }

@@ -8,6 +8,7 @@
 //! built from what they did ([`Engine::commit_writes`]). Last, poke the space's listeners.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
@@ -45,6 +46,10 @@ const GROUP_SLACK: u64 = 60 * 60;
 /// push of many rejected mutations writes a bounded log.
 const MAX_LOGGED_REJECTIONS: usize = 10;
 
+/// How long a space keeps taking the queue after a commit that met contention, where the
+/// push path is chosen per space ([`super::PushPath::Auto`]).
+const HOT_SECS: u64 = 60;
+
 /// What a push did, beyond its reply: for tests and logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushOutcome {
@@ -54,6 +59,9 @@ pub struct PushOutcome {
     pub rejected: Vec<Rejection>,
     /// Commits made (a large push takes several).
     pub commits: usize,
+    /// Whether the push went to the queue, for a committer to commit (nothing was
+    /// processed yet).
+    pub queued: bool,
 }
 
 /// A mutation that was skipped for good.
@@ -75,9 +83,22 @@ enum Pushed {
     Committed(Commit),
     /// Every mutation had been processed already: nothing to commit.
     Nothing,
-    /// A mutation's id is beyond its client's next: the server has no state for that client
-    /// (nothing of this attempt is committed).
-    Refused(ProtocolError),
+    /// The space takes the queue now, and the push may go there: what the attempt read
+    /// raised no objection to it.
+    Queue,
+    /// These pushes cannot go on (nothing of this attempt is committed): the others start
+    /// again without them.
+    Out(Vec<(usize, Stop)>),
+}
+
+/// Why a push stopped before all its mutations were processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// An answer for the client: a mutation's id is beyond its client's next (the server has
+    /// no state for that client), or its client group was refused for that before.
+    Protocol(ProtocolError),
+    /// The push may not be committed at all (its group or a client belongs to another).
+    Error(EngineError),
 }
 
 /// What a commit did.
@@ -92,24 +113,72 @@ struct Commit {
     more: bool,
 }
 
+/// One push of a commit: its caller, its request and its distinct clients. A direct push is
+/// its commits' only push; a queued commit takes several of one space, in order.
+pub(crate) struct Pending<'a> {
+    pub(crate) caller: &'a Caller,
+    pub(crate) req: &'a PushRequest,
+    pub(crate) clients: Vec<&'a str>,
+}
+
+/// How the pushes came, and so what may become of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// A push committed here and answered.
+    Direct,
+    /// A push sent to the queue if its space takes the queue now, else committed here.
+    MayQueue,
+    /// Pushes from the queue, already answered: a client group found without state is marked
+    /// refused, for its pulls to answer `ClientStateNotFound`.
+    Queued,
+}
+
+/// What committing a list of pushes did.
+#[derive(Default)]
+pub(crate) struct Committed {
+    /// What it did, summed over the pushes.
+    pub(crate) outcome: PushOutcome,
+    /// The pushes that stopped, by their index in the list, and why.
+    pub(crate) stopped: BTreeMap<usize, Stop>,
+    /// Whether the push should go to the queue instead (only by [`Route::MayQueue`]).
+    pub(crate) queue: bool,
+}
+
 /// What an attempt read before running the mutations, and the overlay they run against.
 struct State<'a> {
     /// The space's record (its version and epoch); `None` for a new space.
     meta: Option<SpaceMeta>,
-    /// How the client group must be written with the commit, if it must.
-    group_write: Option<Expect>,
+    /// The client groups of the pushes, by id.
+    groups: BTreeMap<&'a str, GroupState>,
     /// The space's poke connections.
     listeners: Option<Listeners>,
-    /// Each client of the push as the attempt sees it.
-    clients: BTreeMap<&'a str, ClientState>,
+    /// Each client of the pushes as the attempt sees it.
+    clients: BTreeMap<&'a str, ClientState<'a>>,
+    /// The pushes that may not go on, found by this attempt's read, and why.
+    stopped: Vec<(usize, Stop)>,
     /// The time the attempt started.
     now: u64,
     /// The entities as the mutations see them: the store, under their writes so far.
     overlay: Arc<Mutex<Overlay>>,
 }
 
+/// A client group as the attempt sees it.
+struct GroupState {
+    /// The user it belongs to.
+    user: String,
+    /// How it must be written with the commit, if it must: to outlive its clients, or to be
+    /// marked refused.
+    write: Option<Expect>,
+    /// Whether this commit marks it refused.
+    refuse: bool,
+    /// Whether a mutation of it was processed.
+    dirty: bool,
+}
+
 /// A client as the attempt sees it.
-struct ClientState {
+struct ClientState<'a> {
+    /// Its client group.
+    group: &'a str,
     lmid: u64,
     /// The version it was read at; `None` if it is new.
     read_version: Option<Version>,
@@ -124,9 +193,15 @@ struct Run {
     rejected: Vec<Rejection>,
     /// Whether mutations are left that did not fit.
     more: bool,
-    /// Why the push must stop uncommitted: a mutation's id is beyond its client's next, the
+    /// The push that must stop uncommitted: a mutation's id is beyond its client's next, the
     /// server has no state for that client.
-    refused: Option<ProtocolError>,
+    refused: Option<usize>,
+}
+
+impl Run {
+    fn processed(&self) -> usize {
+        self.applied + self.rejected.len()
+    }
 }
 
 impl Engine {
@@ -150,43 +225,92 @@ impl Engine {
             return Ok(Reply::Error(e));
         }
         super::validate_id("clientGroupID", &req.client_group_id)?;
-        let client_ids = self.distinct_clients(req)?;
+        let clients = self.distinct_clients(req)?;
         self.authorize(caller, Operation::Push).await?;
-        let mut outcome = PushOutcome::default();
+        let pushes = [Pending {
+            caller,
+            req,
+            clients,
+        }];
+        let mut done = self.commit_pushes(&pushes, self.route(caller, req)).await?;
+        if done.queue {
+            match self.enqueue(caller, req).await {
+                Ok(()) => {
+                    done.outcome.queued = true;
+                    return Ok(Reply::Ok(done.outcome));
+                }
+                // The queue only spares a hot space its conflicts: without it, the push
+                // commits here.
+                Err(e) => warn!(error = %e, "could not queue the push; committing it here"),
+            }
+            done = self.commit_pushes(&pushes, Route::Direct).await?;
+        }
+        match done.stopped.pop_first() {
+            None => Ok(Reply::Ok(done.outcome)),
+            Some((_, Stop::Protocol(e))) => Ok(Reply::Error(e)),
+            Some((_, Stop::Error(e))) => Err(e),
+        }
+    }
+
+    /// Commits `pushes` (of one space, in order) commit by commit until every mutation is
+    /// processed or its push stopped, then pokes the space if anything committed.
+    pub(crate) async fn commit_pushes(
+        &self,
+        pushes: &[Pending<'_>],
+        route: Route,
+    ) -> Result<Committed, EngineError> {
+        let mut done = Committed::default();
         let mut applied = 0;
         let mut listeners = None;
-        let refused = loop {
-            let attempt = |read_ahead| self.push_attempt(caller, req, &client_ids, read_ahead);
+        // Attempts that started again met contention, and so did pushes that queued up
+        // behind each other: the space then takes the queue a while.
+        let attempts = AtomicU32::new(0);
+        loop {
+            let attempt = |read_ahead| {
+                let contended = attempts.fetch_add(1, Ordering::Relaxed) > 0 || pushes.len() > 1;
+                self.push_attempt(pushes, &done.stopped, route, contended, read_ahead)
+            };
             match self.retrying(names::PUSH_CONFLICTS, attempt).await? {
                 Pushed::Committed(commit) => {
                     applied += commit.applied;
+                    let outcome = &mut done.outcome;
                     outcome.processed += commit.applied + commit.rejected.len();
                     outcome.rejected.extend(commit.rejected);
                     outcome.commits += 1;
                     listeners = commit.listeners;
                     if !commit.more {
-                        break None;
+                        break;
                     }
                 }
-                Pushed::Nothing => break None,
-                Pushed::Refused(e) => break Some(e),
+                Pushed::Nothing => break,
+                Pushed::Queue => {
+                    done.queue = true;
+                    return Ok(done);
+                }
+                Pushed::Out(stopped) => {
+                    done.stopped.extend(stopped);
+                    if route != Route::Queued || done.stopped.len() == pushes.len() {
+                        break;
+                    }
+                }
             }
-        };
-        metrics::counter!(names::MUTATIONS_APPLIED).increment(applied as u64);
-        metrics::counter!(names::MUTATIONS_REJECTED).increment(outcome.rejected.len() as u64);
-        if outcome.commits > 0 {
-            self.poke(&caller.space, listeners).await;
         }
-        Ok(match refused {
-            None => Reply::Ok(outcome),
-            Some(e) => Reply::Error(e),
-        })
+        metrics::counter!(names::MUTATIONS_APPLIED).increment(applied as u64);
+        let rejected = done.outcome.rejected.len() as u64;
+        metrics::counter!(names::MUTATIONS_REJECTED).increment(rejected);
+        if done.outcome.commits > 0 {
+            self.poke(&pushes[0].caller.space, listeners).await;
+        }
+        Ok(done)
     }
 
     /// The push's distinct clients, in the order they first appear. Each is read and written
     /// by every commit of the push, so their number bounds its cost: it is checked before
     /// anything is read.
-    fn distinct_clients<'a>(&self, req: &'a PushRequest) -> Result<Vec<&'a str>, EngineError> {
+    pub(crate) fn distinct_clients<'a>(
+        &self,
+        req: &'a PushRequest,
+    ) -> Result<Vec<&'a str>, EngineError> {
         let mut seen = HashSet::new();
         let mut client_ids = Vec::new();
         for m in &req.mutations {
@@ -204,41 +328,47 @@ impl Engine {
         Ok(client_ids)
     }
 
-    /// One attempt at the push's next commit: read, run the mutations, write.
+    /// One attempt at the next commit of the pushes not `stopped`: read, run the mutations,
+    /// write.
     async fn push_attempt(
         &self,
-        caller: &Caller,
-        req: &PushRequest,
-        client_ids: &[&str],
+        pushes: &[Pending<'_>],
+        stopped: &BTreeMap<usize, Stop>,
+        route: Route,
+        contended: bool,
         read_ahead: Vec<String>,
     ) -> Result<Pushed, Attempt> {
-        let mut state = self
-            .read_state(caller, &req.client_group_id, client_ids, read_ahead)
-            .await?;
-        let run = self.run_mutations(caller, req, &mut state).await?;
-        if let Some(e) = run.refused {
-            return Ok(Pushed::Refused(e));
+        let mut state = self.read_state(pushes, stopped, route, read_ahead).await?;
+        if !state.stopped.is_empty() {
+            return Ok(Pushed::Out(state.stopped));
         }
-        if run.applied + run.rejected.len() == 0 {
+        if route == Route::MayQueue && self.takes_queue(state.meta.as_ref(), state.now) {
+            return Ok(may_queue(&pushes[0], &state));
+        }
+        let run = self.run_mutations(pushes, stopped, &mut state).await?;
+        if let Some(index) = run.refused {
+            let why = Stop::Protocol(ProtocolError::ClientStateNotFound);
+            return Ok(Pushed::Out(vec![(index, why)]));
+        }
+        let refusing = state.groups.values().any(|g| g.refuse);
+        if run.processed() == 0 && !refusing {
             return Ok(Pushed::Nothing);
         }
         let (entity_writes, reads) = state.overlay.lock().await.take_parts();
-        let writes = self.commit_writes(
-            caller,
-            &req.client_group_id,
-            &mut state,
-            &entity_writes,
-            &reads,
-        );
+        let writes = self.commit_writes(pushes, &mut state, contended, &entity_writes, &reads);
         let actions = writes.len();
         if let Err(e) = self.store.write(writes).await {
             // What the next attempt reads ahead, if this one conflicted.
             return Err(Attempt::from(e).reading(reads.into_keys().collect()));
         }
+        if run.processed() == 0 {
+            return Ok(Pushed::Nothing);
+        }
         info!(
-            space = caller.space.as_str(),
+            space = pushes[0].caller.space.as_str(),
             version = state.version() + 1,
-            mutations = run.applied + run.rejected.len(),
+            pushes = pushes.len() - stopped.len(),
+            mutations = run.processed(),
             rejected = run.rejected.len(),
             actions,
             "committed"
@@ -251,28 +381,37 @@ impl Engine {
         }))
     }
 
-    /// Reads, in one request, the space, the client group, the listeners, the push's clients
-    /// and the keys to read ahead, and interprets them at the clock's time.
+    /// Reads, in one request, the space, the listeners, the pushes' client groups and
+    /// clients and the keys to read ahead, and interprets them at the clock's time: how each
+    /// group and client stands, and which pushes may not go on.
     async fn read_state<'a>(
         &self,
-        caller: &Caller,
-        group_id: &str,
-        client_ids: &[&'a str],
+        pushes: &[Pending<'a>],
+        stopped: &BTreeMap<usize, Stop>,
+        route: Route,
         mut read_ahead: Vec<String>,
     ) -> Result<State<'a>, Attempt> {
-        let space = caller.space.as_str();
+        let space = pushes[0].caller.space.as_str();
         read_ahead.truncate(MAX_READ_AHEAD);
+        // Every push's group (a stopped one's may have to be marked refused), and the
+        // clients of those that go on.
+        let group_ids = distinct(pushes.iter().map(|p| p.req.client_group_id.as_str()));
+        let going_on = pushes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !stopped.contains_key(i));
+        let client_ids = distinct(going_on.flat_map(|(_, p)| p.clients.iter().copied()));
         let mut addresses = vec![
             Address::Space {
                 space: space.to_owned(),
-            },
-            Address::Group {
-                group: group_id.to_owned(),
             },
             Address::Listeners {
                 space: space.to_owned(),
             },
         ];
+        addresses.extend(group_ids.iter().map(|g| Address::Group {
+            group: (*g).to_owned(),
+        }));
         addresses.extend(client_ids.iter().map(|c| Address::Client {
             space: space.to_owned(),
             client: (*c).to_owned(),
@@ -287,102 +426,134 @@ impl Engine {
             Some(Record::Space(m)) => Some(m),
             _ => None,
         };
-        let group = match got.next().flatten() {
-            Some(Record::Group(g)) => Some(g),
-            _ => None,
-        };
-        // An absent or expired group is unknown, whoever had it, and so are its clients:
-        // they may not be continued, only started afresh at id 1.
-        let group_live = super::live_group(group.as_ref(), caller, now)?;
         let listeners = match got.next().flatten() {
             Some(Record::Listeners(l)) => Some(l),
             _ => None,
         };
-        let mut clients = BTreeMap::new();
-        for (id, record) in client_ids.iter().zip(got.by_ref()) {
-            let state = client_state(id, record, group_id, group_live, now)?;
-            clients.insert(*id, state);
+        let mut groups = BTreeMap::new();
+        for (id, record) in group_ids.iter().zip(got.by_ref()) {
+            let group = match record {
+                Some(Record::Group(g)) => Some(g),
+                _ => None,
+            };
+            groups.insert(*id, group);
         }
+        let clients: BTreeMap<&str, Option<Record>> =
+            client_ids.iter().copied().zip(got.by_ref()).collect();
         let version = meta.as_ref().map_or(0, |m| m.version);
         let slots = self.config.commit_log_slots;
         let mut overlay = Overlay::new(self.store.clone(), space, version, slots);
         for (key, record) in read_ahead.into_iter().zip(got) {
             overlay.read_ahead(key, record);
         }
-        let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
-        Ok(State {
+        let mut state = State {
             meta,
-            group_write: group_write(group.as_ref(), client_expiry),
+            groups: BTreeMap::new(),
             listeners,
-            clients,
+            clients: BTreeMap::new(),
+            stopped: Vec::new(),
             now,
             overlay: Arc::new(Mutex::new(overlay)),
-        })
+        };
+        let read = Read { groups, clients };
+        if route == Route::Queued {
+            state.refuse_groups(&read, pushes, stopped);
+        }
+        let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
+        for (index, push) in pushes.iter().enumerate() {
+            if !stopped.contains_key(&index) {
+                if let Err(why) = state.admit(&read, push, client_expiry) {
+                    state.stopped.push((index, why));
+                }
+            }
+        }
+        Ok(state)
     }
 
-    /// Runs the push's mutations above their clients' lmids, in order, until one would not
-    /// fit in the commit, or one's id is beyond its client's next.
+    /// When a client group written by a commit at `now` expires: after every client the
+    /// commit writes.
+    fn group_expiry(&self, now: u64) -> u64 {
+        let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
+        client_expiry.saturating_add(GROUP_SLACK)
+    }
+
+    /// Runs the mutations above their clients' lmids, push by push in order, until one
+    /// would not fit in the commit, or one's id is beyond its client's next.
     async fn run_mutations(
         &self,
-        caller: &Caller,
-        req: &PushRequest,
+        pushes: &[Pending<'_>],
+        stopped: &BTreeMap<usize, Stop>,
         state: &mut State<'_>,
     ) -> Result<Run, Attempt> {
         let limits = self.store.limits();
         let mut run = Run::default();
-        // Clients this commit writes, counted as they become dirty.
+        // Clients this commit writes, counted as they become dirty; every group with a write
+        // pending is counted, whether the commit writes it or not.
         let mut dirty_clients = 0usize;
-        for m in &req.mutations {
-            let client = state.clients.get_mut(m.client_id.as_str()).expect("read");
-            if m.id <= client.lmid {
-                continue;
-            }
-            if m.id > client.lmid + 1 {
-                warn!(
-                    client = %m.client_id, id = m.id, lmid = client.lmid,
-                    "mutation from the future: the server has no state for this client"
-                );
-                metrics::counter!(names::CLIENT_STATE_NOT_FOUND).increment(1);
-                run.refused = Some(ProtocolError::ClientStateNotFound);
-                return Ok(run);
-            }
-            let logged = run.rejected.len() < MAX_LOGGED_REJECTIONS;
-            let mut rejection = self.run_mutation(caller, m, &state.overlay, logged).await?;
-            let mut o = state.overlay.lock().await;
-            let actions = FIXED_ACTIONS
-                + usize::from(state.group_write.is_some())
-                + dirty_clients
-                + usize::from(!client.dirty)
-                + o.touched();
-            let bytes = FIXED_BYTES + o.write_bytes();
-            if actions > limits.max_write_actions || bytes > limits.max_write_bytes {
-                o.forget();
-                if run.applied + run.rejected.len() > 0 {
-                    // Commit what fits; the rest goes in the next transaction.
-                    run.more = true;
-                    break;
+        let group_writes = state.groups.values().filter(|g| g.write.is_some()).count();
+        let going_on = pushes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !stopped.contains_key(i));
+        'pushes: for (index, push) in going_on {
+            for m in &push.req.mutations {
+                let client = state.clients.get_mut(m.client_id.as_str()).expect("read");
+                if m.id <= client.lmid {
+                    continue;
                 }
-                warn!(client = %m.client_id, id = m.id, mutator = ?logged::bounded(&m.name),
-                    actions, bytes,
-                    "mutation touches more than one transaction holds; skipping it");
-                rejection = Some(format!(
-                    "touches more than one transaction holds ({actions} actions, {bytes} bytes)"
-                ));
-            } else {
-                o.keep();
+                if m.id > client.lmid + 1 {
+                    warn!(
+                        client = %m.client_id, id = m.id, lmid = client.lmid,
+                        "mutation from the future: the server has no state for this client"
+                    );
+                    metrics::counter!(names::CLIENT_STATE_NOT_FOUND).increment(1);
+                    run.refused = Some(index);
+                    return Ok(run);
+                }
+                let logged = run.rejected.len() < MAX_LOGGED_REJECTIONS;
+                let mut rejection = self
+                    .run_mutation(push.caller, m, &state.overlay, logged)
+                    .await?;
+                let mut o = state.overlay.lock().await;
+                let actions = FIXED_ACTIONS
+                    + group_writes
+                    + dirty_clients
+                    + usize::from(!client.dirty)
+                    + o.touched();
+                let bytes = FIXED_BYTES + o.write_bytes();
+                if actions > limits.max_write_actions || bytes > limits.max_write_bytes {
+                    o.forget();
+                    if run.processed() > 0 {
+                        // Commit what fits; the rest goes in the next transaction.
+                        run.more = true;
+                        break 'pushes;
+                    }
+                    warn!(client = %m.client_id, id = m.id, mutator = ?logged::bounded(&m.name),
+                        actions, bytes,
+                        "mutation touches more than one transaction holds; skipping it");
+                    rejection = Some(format!(
+                        "touches more than one transaction holds ({actions} actions, {bytes} bytes)"
+                    ));
+                } else {
+                    o.keep();
+                }
+                match rejection {
+                    Some(reason) => run.rejected.push(Rejection {
+                        client_id: m.client_id.clone(),
+                        mutation_id: m.id,
+                        mutator: m.name.clone(),
+                        reason,
+                    }),
+                    None => run.applied += 1,
+                }
+                client.lmid = m.id;
+                dirty_clients += usize::from(!client.dirty);
+                client.dirty = true;
+                let group = client.group;
+                if let Some(g) = state.groups.get_mut(group) {
+                    g.dirty = true;
+                }
             }
-            match rejection {
-                Some(reason) => run.rejected.push(Rejection {
-                    client_id: m.client_id.clone(),
-                    mutation_id: m.id,
-                    mutator: m.name.clone(),
-                    reason,
-                }),
-                None => run.applied += 1,
-            }
-            client.lmid = m.id;
-            dirty_clients += usize::from(!client.dirty);
-            client.dirty = true;
         }
         Ok(run)
     }
@@ -434,51 +605,47 @@ impl Engine {
     }
 
     /// The commit's writes, each conditioned on what the attempt read: the space's next
-    /// version, the group if it must be, the clients processed, the entities written, a
+    /// version, the groups that must be, the clients processed, the entities written, a
     /// check of each key only read, the listeners (checked, or written with marks), and the
-    /// commit's log.
+    /// commit's log. A `contended` commit keeps the space taking the queue a while longer.
     fn commit_writes(
         &self,
-        caller: &Caller,
-        group_id: &str,
+        pushes: &[Pending<'_>],
         state: &mut State<'_>,
+        contended: bool,
         entity_writes: &EntityWrites,
         reads: &ReadSet,
     ) -> Vec<Write> {
-        let space = caller.space.as_str();
+        let space = pushes[0].caller.space.as_str();
         let version = state.version() + 1;
         let client_expiry = state.now.saturating_add(self.config.client_ttl.as_secs());
         let epoch = state.meta.as_ref().map_or_else(
             || format!("{:016x}", fastrand::u64(..)),
             |m| m.epoch.clone(),
         );
+        let hot_until = match &state.meta {
+            _ if contended => Some(state.now.saturating_add(HOT_SECS)),
+            Some(m) => m.hot_until,
+            None => None,
+        };
         let mut writes = vec![Write::Put {
             record: Record::Space(SpaceMeta {
                 space: space.to_owned(),
                 version,
                 epoch,
+                hot_until,
             }),
             expect: state
                 .meta
                 .as_ref()
                 .map_or(Expect::Absent, |m| Expect::Version(m.version)),
         }];
-        if let Some(expect) = state.group_write {
-            writes.push(Write::Put {
-                record: Record::Group(Group {
-                    id: group_id.to_owned(),
-                    user: caller.user.clone(),
-                    space: space.to_owned(),
-                    expires_at: Some(client_expiry.saturating_add(GROUP_SLACK)),
-                }),
-                expect,
-            });
-        }
+        writes.extend(self.group_writes(space, state));
         let mut written: Vec<Written> =
             entity_writes.keys().cloned().map(Written::Entity).collect();
         for (id, c) in state.clients.iter().filter(|(_, c)| c.dirty) {
             written.push(Written::Client((*id).to_owned()));
-            writes.push(client_write(space, id, group_id, version, c, client_expiry));
+            writes.push(client_write(space, id, version, c, client_expiry));
         }
         self.entity_writes(space, version, state.now, entity_writes, reads, &mut writes);
         // A connection registered after the read above fails the commit, so that the poke
@@ -501,6 +668,31 @@ impl Engine {
             expect: Expect::Any,
         });
         writes
+    }
+
+    /// The writes of the client groups that must be written: those a processed mutation
+    /// keeps alive whose clients would outlive them, and those marked refused.
+    fn group_writes(&self, space: &str, state: &State<'_>) -> Vec<Write> {
+        let expires_at = self.group_expiry(state.now);
+        state
+            .groups
+            .iter()
+            .filter(|(_, g)| g.dirty || g.refuse)
+            .filter_map(|(id, g)| {
+                Some(Write::Put {
+                    record: Record::Group(Group {
+                        id: (*id).to_owned(),
+                        user: g.user.clone(),
+                        space: space.to_owned(),
+                        // A refused group's expiry differs from any other write's of the same
+                        // second, so that its condition tells them apart.
+                        expires_at: Some(expires_at + u64::from(g.refuse)),
+                        refused: g.refuse,
+                    }),
+                    expect: g.write?,
+                })
+            })
+            .collect()
     }
 
     /// The writes of the entities the mutations wrote at `version`, and a check of each
@@ -546,22 +738,149 @@ impl Engine {
     }
 }
 
-impl State<'_> {
+/// The groups and clients an attempt read, before they are interpreted push by push.
+struct Read<'a> {
+    groups: BTreeMap<&'a str, Option<Group>>,
+    clients: BTreeMap<&'a str, Option<Record>>,
+}
+
+impl<'a> State<'a> {
     /// The space's version the attempt read.
     fn version(&self) -> u64 {
         self.meta.as_ref().map_or(0, |m| m.version)
     }
+
+    /// Marks refused, for queued pushes, the group of each push `stopped` because the server
+    /// has no state for one of its clients, unless the store has it refused already (and
+    /// then, as after the mark, the group's other pushes stop when they are admitted).
+    fn refuse_groups(
+        &mut self,
+        read: &Read<'a>,
+        pushes: &[Pending<'a>],
+        stopped: &BTreeMap<usize, Stop>,
+    ) {
+        for (index, why) in stopped {
+            let push = &pushes[*index];
+            let id = push.req.client_group_id.as_str();
+            let record = read.groups.get(id).and_then(Option::as_ref);
+            let live = record.filter(|g| !expired(g.expires_at, self.now));
+            let owned = live.is_none_or(|g| g.user == push.caller.user);
+            if !matches!(why, Stop::Protocol(_)) || !owned || live.is_some_and(|g| g.refused) {
+                continue;
+            }
+            self.groups.entry(id).or_insert_with(|| GroupState {
+                user: push.caller.user.clone(),
+                write: Some(group_expect(record)),
+                refuse: true,
+                dirty: false,
+            });
+        }
+    }
+
+    /// Takes in `push` if its group and clients may go on, with how they stand; else why
+    /// not.
+    fn admit(
+        &mut self,
+        read: &Read<'a>,
+        push: &Pending<'a>,
+        client_expiry: u64,
+    ) -> Result<(), Stop> {
+        let id = push.req.client_group_id.as_str();
+        let record = read.groups.get(id).and_then(Option::as_ref);
+        // An absent or expired group is unknown, whoever had it, and so are its clients:
+        // they may not be continued, only started afresh at id 1.
+        let live = super::live_group(record, push.caller, self.now).map_err(stop)?;
+        if let Some(g) = self.groups.get(id) {
+            if g.user != push.caller.user {
+                return Err(Stop::Error(EngineError::Unauthorized(format!(
+                    "client group {id:?} belongs to another user"
+                ))));
+            }
+        }
+        let refused = live && record.is_some_and(|g| g.refused);
+        if refused || self.groups.get(id).is_some_and(|g| g.refuse) {
+            return Err(Stop::Protocol(ProtocolError::ClientStateNotFound));
+        }
+        let mut clients = Vec::new();
+        for c in &push.clients {
+            let record = read.clients.get(c).cloned().flatten();
+            let state = client_state(c, record, id, live, self.now).map_err(stop)?;
+            if self.clients.get(c).is_some_and(|known| known.group != id) {
+                return Err(Stop::Error(EngineError::Unauthorized(format!(
+                    "client {c:?} belongs to another client group"
+                ))));
+            }
+            clients.push((*c, state));
+        }
+        self.groups.entry(id).or_insert_with(|| GroupState {
+            user: push.caller.user.clone(),
+            write: group_write(record, client_expiry),
+            refuse: false,
+            dirty: false,
+        });
+        for (c, state) in clients {
+            self.clients.entry(c).or_insert(state);
+        }
+        Ok(())
+    }
 }
 
-/// How client `id` of the push stands, from its `record` read with a group that is
-/// `group_live` or not.
-fn client_state(
+/// An attempt's failure as the stop of one push.
+fn stop(attempt: Attempt) -> Stop {
+    match attempt {
+        Attempt::Fail(e) => Stop::Error(e),
+        Attempt::Retry { why, .. } => Stop::Error(EngineError::Unavailable(why)),
+    }
+}
+
+/// What becomes of a push that may go to the queue, by what the attempt read: queued if it
+/// has a mutation to process; answered here if it has none, or if one's id is beyond its
+/// client's next (as a commit would answer it).
+fn may_queue(push: &Pending<'_>, state: &State<'_>) -> Pushed {
+    let mut next: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut any = false;
+    for m in &push.req.mutations {
+        let lmid = next.entry(m.client_id.as_str()).or_insert_with(|| {
+            state
+                .clients
+                .get(m.client_id.as_str())
+                .map_or(0, |c| c.lmid)
+        });
+        if m.id <= *lmid {
+            continue;
+        }
+        if m.id > *lmid + 1 {
+            metrics::counter!(names::CLIENT_STATE_NOT_FOUND).increment(1);
+            return Pushed::Out(vec![(
+                0,
+                Stop::Protocol(ProtocolError::ClientStateNotFound),
+            )]);
+        }
+        *lmid = m.id;
+        any = true;
+    }
+    if any {
+        Pushed::Queue
+    } else {
+        Pushed::Nothing
+    }
+}
+
+/// The items of `items` without repeats, in the order they first appear.
+fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    items.filter(|i| seen.insert(*i)).collect()
+}
+
+/// How client `id` of a push with group `group_id` stands, from its `record` read with a
+/// group that is `group_live` or not.
+fn client_state<'a>(
     id: &str,
     record: Option<Record>,
-    group_id: &str,
+    group_id: &'a str,
     group_live: bool,
     now: u64,
-) -> Result<ClientState, Attempt> {
+) -> Result<ClientState<'a>, Attempt> {
     let (lmid, read_version) = match record {
         // Expired, or of a group that is unknown now: unknown, as if TTL had deleted it (the
         // commit is conditioned on the record read, so that a client pushing meanwhile is
@@ -580,6 +899,7 @@ fn client_state(
         _ => (0, None),
     };
     Ok(ClientState {
+        group: group_id,
         lmid,
         read_version,
         dirty: false,
@@ -590,16 +910,15 @@ fn client_state(
 fn client_write(
     space: &str,
     id: &str,
-    group_id: &str,
     version: Version,
-    client: &ClientState,
+    client: &ClientState<'_>,
     expires_at: u64,
 ) -> Write {
     Write::Put {
         record: Record::Client(Client {
             space: space.to_owned(),
             id: id.to_owned(),
-            group: group_id.to_owned(),
+            group: client.group.to_owned(),
             version,
             lmid: client.lmid,
             expires_at: Some(expires_at),
@@ -620,5 +939,14 @@ fn group_write(group: Option<&Group>, client_expiry: u64) -> Option<Expect> {
         Some(None) => None,
         Some(Some(at)) if at >= client_expiry => None,
         Some(Some(at)) => Some(Expect::Version(at)),
+    }
+}
+
+/// The condition of a write of the group read, whatever it must say.
+fn group_expect(group: Option<&Group>) -> Expect {
+    match group.map(|g| g.expires_at) {
+        None => Expect::Absent,
+        Some(None) => Expect::Any,
+        Some(Some(at)) => Expect::Version(at),
     }
 }

@@ -530,6 +530,9 @@ fn encode(record: &Record) -> Item {
         Record::Space(m) => {
             set(attr::SPACE_VERSION, n(m.version));
             set(attr::EPOCH, s(&m.epoch));
+            if let Some(at) = m.hot_until {
+                set(attr::HOT_UNTIL, n(at));
+            }
         }
         Record::Entity(e) => {
             set(attr::VERSION, n(e.version));
@@ -566,6 +569,9 @@ fn encode(record: &Record) -> Item {
             set(attr::SPACE, s(&g.space));
             if let Some(at) = g.expires_at {
                 set(attr::EXPIRES_AT, n(at));
+            }
+            if g.refused {
+                set(attr::REFUSED, AttributeValue::Bool(true));
             }
         }
         Record::Listeners(l) => {
@@ -649,6 +655,7 @@ fn decode(item: &Item) -> Result<Record, StoreError> {
             user: f.text(attr::USER)?,
             space: f.text(attr::SPACE)?,
             expires_at: f.number(attr::EXPIRES_AT).ok(),
+            refused: f.0.get(attr::REFUSED).and_then(|v| v.as_bool().ok()) == Some(&true),
         }));
     }
     if let Some(id) = pk.strip_prefix(TICKET_PK_PREFIX) {
@@ -682,6 +689,7 @@ fn decode_in_space(f: &Fields<'_>, space: String, sk: &str) -> Result<Record, St
             space,
             version: f.number(attr::SPACE_VERSION)?,
             epoch: f.text(attr::EPOCH)?,
+            hot_until: f.number(attr::HOT_UNTIL).ok(),
         }));
     }
     if let Some(key) = sk.strip_prefix(ENTITY_PREFIX) {

@@ -47,6 +47,10 @@ pub(crate) mod attr {
     pub(crate) const WATCHES: &str = "watches";
     /// A listeners record's connections marked for the space policy to run again.
     pub(crate) const RECHECK: &str = "recheck";
+    /// A space record's end of contention, when pushes take the queue until then.
+    pub(crate) const HOT_UNTIL: &str = "hot_until";
+    /// A client group's mark that the server has no state for it.
+    pub(crate) const REFUSED: &str = "refused";
 }
 
 /// Partition and sort key of an address. Both implementations use this layout, so the
@@ -103,7 +107,14 @@ pub(crate) fn record_bytes(record: &Record) -> usize {
     let (pk, sk) = item_key(&record.address());
     let keys = attr::PK.len() + pk.len() + attr::SK.len() + sk.len();
     keys + match record {
-        Record::Space(m) => attr::SPACE_VERSION.len() + NUMBER + attr::EPOCH.len() + m.epoch.len(),
+        Record::Space(m) => {
+            attr::SPACE_VERSION.len()
+                + NUMBER
+                + attr::EPOCH.len()
+                + m.epoch.len()
+                + attr::HOT_UNTIL.len()
+                + NUMBER
+        }
         Record::Entity(e) => {
             attr::VERSION.len()
                 + NUMBER
@@ -143,6 +154,8 @@ pub(crate) fn record_bytes(record: &Record) -> usize {
                 + g.space.len()
                 + attr::EXPIRES_AT.len()
                 + NUMBER
+                + attr::REFUSED.len()
+                + 1
         }
         Record::Listeners(l) => {
             attr::REV.len()

@@ -87,6 +87,9 @@ pub struct SpaceMeta {
     /// Random id chosen when the counter was created, so that cookies from a wiped store
     /// are recognised.
     pub epoch: String,
+    /// Until when the space's pushes take the queue, where the push path is chosen per space
+    /// (seconds since the Unix epoch): set by a commit that met contention.
+    pub hot_until: Option<u64>,
 }
 
 /// A Replicache key and its value.
@@ -174,6 +177,9 @@ pub struct Group {
     /// When the group is forgotten unless it pushes again (seconds since the Unix epoch;
     /// the table's TTL attribute). Expired, it is treated as unknown.
     pub expires_at: Option<u64>,
+    /// Whether a queued commit found the server has no state for one of its clients: its
+    /// pushes and pulls are then answered `ClientStateNotFound` until it expires.
+    pub refused: bool,
 }
 
 /// The connections listening for a space's pokes, with when each expires. Pushes read it

@@ -1,0 +1,134 @@
+//! The queued path on AWS: the push function sends pushes to an SQS FIFO queue
+//! ([`SqsQueue`]), and the committer function, fed by the queue's event source mapping,
+//! commits them ([`commit_event`]).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Engine, PushQueue, QueueError, QueuedPush};
+
+/// The largest message body SQS takes (256 KiB, the limit every region and emulator
+/// shares); a larger push commits directly.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// An SQS FIFO queue of pushes: each space is a message group, so that its pushes stay in
+/// order, and each push's deduplication id is derived from it.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsQueue {
+    /// The queue at `url`, through `client`.
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            url: url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl PushQueue for SqsQueue {
+    async fn send(&self, push: &QueuedPush) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(push.body())
+            .message_group_id(message_group(&push.space))
+            .message_deduplication_id(push.deduplication_id())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        MAX_BODY_BYTES
+    }
+}
+
+/// The message group of a space's pushes: the space id itself where SQS takes it (1 to 128
+/// of its printable ASCII characters), else a digest of it.
+fn message_group(space: &str) -> String {
+    let allowed = |c: char| c.is_ascii_graphic();
+    if !space.is_empty() && space.len() <= 128 && space.chars().all(allowed) {
+        return space.to_owned();
+    }
+    let digest = Sha256::digest(space.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Commits a batch of the queue's messages, space by space, each space's pushes in the
+/// order they came. Answers the messages to deliver again, for a space whose commit failed
+/// for a reason that may pass: that push and every later one of its space in the batch, so
+/// that the queue keeps their order. A message that can never commit (unreadable, or a push
+/// the engine leaves out) is logged and not delivered again.
+pub async fn commit_event(engine: &Engine, event: SqsEvent) -> SqsBatchResponse {
+    let mut spaces: BTreeMap<String, Vec<(String, QueuedPush)>> = BTreeMap::new();
+    for record in event.records {
+        let id = record.message_id.unwrap_or_default();
+        let body = record.body.unwrap_or_default();
+        match serde_json::from_str::<QueuedPush>(&body) {
+            Ok(push) => spaces
+                .entry(push.space.clone())
+                .or_default()
+                .push((id, push)),
+            Err(e) => {
+                tracing::error!(message = %id, error = %e, "unreadable queued push; dropping it")
+            }
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    for (space, messages) in spaces {
+        let failed = commit_space(engine, &space, &messages).await;
+        response
+            .batch_item_failures
+            .extend(messages[failed..].iter().map(|(id, _)| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.clone();
+                failure
+            }));
+    }
+    response
+}
+
+/// Commits one space's messages; answers how many of them are done (committed, or left out
+/// for good). All at once first; if that fails, one by one, so that one push that keeps
+/// failing holds back only itself and those after it.
+async fn commit_space(engine: &Engine, space: &str, messages: &[(String, QueuedPush)]) -> usize {
+    let pushes: Vec<QueuedPush> = messages.iter().map(|(_, p)| p.clone()).collect();
+    let Err(e) = engine.commit_queued(&pushes).await else {
+        return messages.len();
+    };
+    if messages.len() == 1 {
+        tracing::warn!(space, message = %messages[0].0, error = %e, "queued push failed; it comes back");
+        return 0;
+    }
+    tracing::warn!(space, error = %e, "queued pushes failed together; committing them one by one");
+    for (done, (id, push)) in messages.iter().enumerate() {
+        if let Err(e) = engine.commit_queued(std::slice::from_ref(push)).await {
+            tracing::warn!(space, message = %id, error = %e, "queued push failed; it and those after it come back");
+            return done;
+        }
+    }
+    messages.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_space_is_its_own_message_group_where_sqs_takes_it() {
+        assert_eq!(message_group("room-1/a:b"), "room-1/a:b");
+        let odd = message_group("salle à manger");
+        assert_eq!(odd.len(), 64);
+        assert_ne!(odd, message_group("salle a manger"));
+        assert_eq!(message_group(&"x".repeat(129)).len(), 64);
+    }
+}
