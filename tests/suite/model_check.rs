@@ -26,15 +26,18 @@
 //! every check above must still hold (`MODEL_FAULTS=1` makes `replay` replay this mode).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use integration_tests::app;
 use integration_tests::client::{caller, mutation, pull_request, push_request, View};
 use integration_tests::cookies::compare;
 use integration_tests::faulty::{FaultCounts, Faults, FaultyStore};
-use replicache_dynamodb::engine::{Engine, EngineConfig, EngineError};
+use replicache_dynamodb::engine::{
+    Engine, EngineConfig, EngineError, PushPath, PushQueue, QueueError, QueuedPush,
+};
 use replicache_dynamodb::protocol::SYNC_KEY;
 use replicache_dynamodb::protocol::{Mutation, Reply};
 use replicache_dynamodb::store::memory::MemoryStore;
@@ -460,6 +463,8 @@ pub struct Figures {
     pub pushes_unavailable: usize,
     /// Pulls answered 503 (then retried).
     pub pulls_unavailable: usize,
+    /// Pushes queued, and batches of several client groups' pushes committed.
+    pub queued: (usize, usize),
 }
 
 /// How a schedule runs: pulls cut into pages of about `pull_budget` bytes (`None`: the
@@ -470,6 +475,9 @@ pub struct Mode {
     pub pull_budget: Option<usize>,
     /// The faults injected, if any.
     pub faults: Option<Faults>,
+    /// The path of the pushers' pushes (the hasty clients' always commit directly): through
+    /// a [`ModelQueue`] when queued or auto.
+    pub push_path: PushPath,
 }
 
 /// Runs one schedule in `mode`.
@@ -486,6 +494,7 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
     let Mode {
         pull_budget,
         faults,
+        push_path,
     } = mode;
     fastrand::seed(seed);
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -532,7 +541,26 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
             ..config.clone()
         },
     );
-    let engine = Engine::new(engine_store, app::app(), config);
+    let queue = Arc::new(ModelQueue::new(seed ^ 0x0051_0e0e));
+    let engine = Engine::new(
+        engine_store,
+        app::app(),
+        EngineConfig {
+            push_path,
+            ..config
+        },
+    )
+    .with_queue(queue.clone());
+    let committing = Arc::new(AtomicBool::new(true));
+    let mut committers = tokio::task::JoinSet::new();
+    if push_path != PushPath::Direct {
+        for c in 0..COMMITTERS {
+            let (engine, queue, committing) = (engine.clone(), queue.clone(), committing.clone());
+            let mut rng = fastrand::Rng::with_seed(seed ^ ((c as u64 + 1) * 0xc0_3317));
+            committers
+                .spawn(async move { commit_queued(&engine, &queue, &committing, &mut rng).await });
+        }
+    }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = tokio::task::JoinSet::new();
     for (gi, g) in groups.iter().enumerate() {
@@ -743,6 +771,12 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
     while let Some(result) = tasks.join_next().await {
         result.map_err(|e| format!("task panicked: {e}"))??;
     }
+    // What is still queued (duplicates, redeliveries) is committed too: it must change
+    // nothing.
+    committing.store(false, Ordering::SeqCst);
+    while let Some(result) = committers.join_next().await {
+        result.map_err(|e| format!("committer panicked: {e}"))??;
+    }
     if let Some(healer) = healer {
         healer.abort();
     }
@@ -790,6 +824,10 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
         .iter()
         .flat_map(|g| g.mutations.iter().map(|m| ((m.client_id.clone(), m.id), m)))
         .collect();
+    let group_of: BTreeMap<&str, &str> = groups
+        .iter()
+        .flat_map(|g| g.clients.iter().map(|c| (c.as_str(), g.id.as_str())))
+        .collect();
     let mut total_commits = 0;
     for (space, list) in &commits {
         let mut versions = vec![Committed::default()];
@@ -823,9 +861,18 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
                     _ => {}
                 }
             }
+            // One commit may hold several groups' pushes (queued), each group's mutations in
+            // its order: some merge of them must replay to what was committed.
             processed.sort_by_key(|k| position[k]);
+            let mut runs: BTreeMap<&str, Vec<&Mutation>> = BTreeMap::new();
             for k in &processed {
-                apply_reference(&mut replay, by_id[k]);
+                runs.entry(group_of[k.0.as_str()])
+                    .or_default()
+                    .push(by_id[k]);
+            }
+            let runs: Vec<Vec<&Mutation>> = runs.into_values().collect();
+            if let Some(merged) = merge_replaying_to(&replay, &runs, &next.data) {
+                replay = merged;
             }
             if replay != next.data {
                 return Err(format!(
@@ -894,6 +941,10 @@ async fn schedule(seed: u64, mode: Mode) -> Result<Figures, String> {
         faults: faulty.map(|f| f.counts()).unwrap_or_default(),
         pushes_unavailable: pushes_unavailable.load(Ordering::SeqCst),
         pulls_unavailable: pulls_unavailable.load(Ordering::SeqCst),
+        queued: (
+            queue.sent.load(Ordering::Relaxed),
+            queue.mixed.load(Ordering::Relaxed),
+        ),
     })
 }
 
@@ -967,6 +1018,162 @@ fn check_page(
     Ok(())
 }
 
+/// Committers taking batches from the queue at once: two, so that a space's batches are
+/// sometimes committed concurrently (a queue that does not block a group while a batch of it
+/// is in flight, as SQS would).
+const COMMITTERS: usize = 2;
+/// Most pushes in a batch, as Lambda gives a FIFO queue's consumer.
+const BATCH: usize = 10;
+
+/// A queue worse than SQS FIFO: it refuses some sends (the push then commits directly),
+/// duplicates some, hands out a space's pushes in batches that are sometimes out of order
+/// or not removed (delivered again later), to committers that may hold two batches of one
+/// space at once. Only the engine's conditions keep each mutation applied once.
+struct ModelQueue {
+    state: Mutex<(Vec<QueuedPush>, fastrand::Rng)>,
+    /// Pushes queued.
+    sent: AtomicUsize,
+    /// Batches taken that held pushes of several client groups.
+    mixed: AtomicUsize,
+}
+
+impl ModelQueue {
+    fn new(seed: u64) -> Self {
+        ModelQueue {
+            state: Mutex::new((Vec::new(), fastrand::Rng::with_seed(seed))),
+            sent: AtomicUsize::new(0),
+            mixed: AtomicUsize::new(0),
+        }
+    }
+
+    /// A batch of one space's pushes, taken out of the queue (or, sometimes, left in it).
+    fn take(&self, rng: &mut fastrand::Rng) -> Vec<QueuedPush> {
+        let mut state = self.state.lock().unwrap();
+        let messages = &mut state.0;
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        let space = messages[rng.usize(0..messages.len())].space.clone();
+        let mut picked: Vec<usize> = (0..messages.len())
+            .filter(|i| messages[*i].space == space)
+            .take(rng.usize(1..=BATCH))
+            .collect();
+        if rng.f32() < 0.2 {
+            rng.shuffle(&mut picked);
+        }
+        let batch: Vec<QueuedPush> = picked.iter().map(|i| messages[*i].clone()).collect();
+        let groups: BTreeSet<&str> = batch
+            .iter()
+            .map(|p| p.push.client_group_id.as_str())
+            .collect();
+        if groups.len() > 1 {
+            self.mixed.fetch_add(1, Ordering::Relaxed);
+        }
+        if rng.f32() >= 0.15 {
+            picked.sort_unstable();
+            for i in picked.into_iter().rev() {
+                messages.remove(i);
+            }
+        }
+        batch
+    }
+
+    /// Puts a batch that failed back at the front, to be delivered again.
+    fn put_back(&self, batch: Vec<QueuedPush>) {
+        let mut state = self.state.lock().unwrap();
+        state.0.splice(0..0, batch);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.state.lock().unwrap().0.is_empty()
+    }
+}
+
+#[async_trait]
+impl PushQueue for ModelQueue {
+    async fn send(&self, push: &QueuedPush) -> Result<(), QueueError> {
+        let mut state = self.state.lock().unwrap();
+        let (messages, rng) = &mut *state;
+        if rng.f32() < 0.1 {
+            return Err(QueueError("refused by the model".to_owned()));
+        }
+        messages.push(push.clone());
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if rng.f32() < 0.1 {
+            messages.push(push.clone());
+        }
+        Ok(())
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// A committer: takes batches from the queue and commits them until it is told to stop and
+/// the queue is empty; a batch that fails (faults) goes back to be delivered again.
+async fn commit_queued(
+    engine: &Engine,
+    queue: &ModelQueue,
+    committing: &AtomicBool,
+    rng: &mut fastrand::Rng,
+) -> Result<(), String> {
+    loop {
+        let batch = queue.take(rng);
+        if batch.is_empty() {
+            if !committing.load(Ordering::SeqCst) && queue.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_micros(rng.u64(1..=500))).await;
+            continue;
+        }
+        match engine.commit_queued(&batch).await {
+            Ok(done) if done.stopped.is_empty() => {}
+            Ok(done) => return Err(format!("queued pushes stopped: {:?}", done.stopped)),
+            Err(EngineError::Unavailable(_)) => queue.put_back(batch),
+            Err(e) => return Err(format!("queued commit failed: {e}")),
+        }
+    }
+}
+
+/// The state `before` becomes when `runs` (each group's mutations in its order) are
+/// replayed in some merge that gives `after`, if one does.
+fn merge_replaying_to(
+    before: &BTreeMap<String, Value>,
+    runs: &[Vec<&Mutation>],
+    after: &BTreeMap<String, Value>,
+) -> Option<BTreeMap<String, Value>> {
+    fn go(
+        state: &BTreeMap<String, Value>,
+        runs: &[Vec<&Mutation>],
+        next: &mut Vec<usize>,
+        after: &BTreeMap<String, Value>,
+        budget: &mut usize,
+    ) -> Option<BTreeMap<String, Value>> {
+        if *budget == 0 {
+            return None;
+        }
+        *budget -= 1;
+        if next.iter().zip(runs).all(|(n, r)| *n == r.len()) {
+            return (state == after).then(|| state.clone());
+        }
+        for i in 0..runs.len() {
+            if next[i] < runs[i].len() {
+                let mut s = state.clone();
+                apply_reference(&mut s, runs[i][next[i]]);
+                next[i] += 1;
+                let found = go(&s, runs, next, after, budget);
+                next[i] -= 1;
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        None
+    }
+    go(before, runs, &mut vec![0; runs.len()], after, &mut 100_000)
+}
+
 fn run_range(seeds: std::ops::Range<u64>) {
     run_range_with(seeds, Mode::default());
 }
@@ -975,6 +1182,7 @@ fn run_range_with(seeds: std::ops::Range<u64>, mode: Mode) {
     let started = Instant::now();
     let (mut commits, mut injected) = (0, FaultCounts::default());
     let (mut pushes_unavailable, mut pulls_unavailable) = (0, 0);
+    let (mut queued, mut mixed) = (0, 0);
     let count = seeds.end - seeds.start;
     for seed in seeds {
         match run_schedule_with(seed, mode) {
@@ -983,6 +1191,8 @@ fn run_range_with(seeds: std::ops::Range<u64>, mode: Mode) {
                 injected += f.faults;
                 pushes_unavailable += f.pushes_unavailable;
                 pulls_unavailable += f.pulls_unavailable;
+                queued += f.queued.0;
+                mixed += f.queued.1;
             }
             Err(e) => {
                 let faults = if mode.faults.is_some() {
@@ -993,11 +1203,19 @@ fn run_range_with(seeds: std::ops::Range<u64>, mode: Mode) {
                 let budget = mode
                     .pull_budget
                     .map_or(String::new(), |b| format!("MODEL_PULL_BUDGET={b} "));
-                panic!("schedule {seed} failed: {e}\nreplay: {faults}{budget}MODEL_SEED={seed} cargo test -p integration-tests model_check::replay -- --ignored --nocapture")
+                let path = match mode.push_path {
+                    PushPath::Direct => "",
+                    PushPath::Queued => "MODEL_PUSH_PATH=queued ",
+                    PushPath::Auto => "MODEL_PUSH_PATH=auto ",
+                };
+                panic!("schedule {seed} failed: {e}\nreplay: {path}{faults}{budget}MODEL_SEED={seed} cargo test -p integration-tests model_check::replay -- --ignored --nocapture")
             }
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if mode.push_path != PushPath::Direct {
+        eprintln!("model check, {:?} pushes: {queued} queued, {mixed} batches of several client groups' pushes", mode.push_path);
+    }
     match mode.faults {
         None => eprintln!(
             "model check{}: {count} schedules, {commits} commits, {elapsed:.1} s",
@@ -1039,6 +1257,7 @@ fn paged_pulls() {
         Mode {
             pull_budget: Some(TINY_PULL_BUDGET),
             faults: None,
+            ..Mode::default()
         },
     );
 }
@@ -1076,6 +1295,7 @@ fn faults_0() {
         Mode {
             faults: Some(FAULTS),
             pull_budget: None,
+            ..Mode::default()
         },
     );
 }
@@ -1088,6 +1308,45 @@ fn faults_1() {
         Mode {
             faults: Some(FAULTS),
             pull_budget: Some(TINY_PULL_BUDGET),
+            ..Mode::default()
+        },
+    );
+}
+
+/// Pushes through a queue that redelivers, duplicates and reorders, mixed with direct
+/// pushes (the hasty clients', and those the queue refuses).
+#[test]
+fn queued() {
+    run_range_with(
+        5 * SCHEDULES..5 * SCHEDULES + SCHEDULES / 2,
+        Mode {
+            push_path: PushPath::Queued,
+            ..Mode::default()
+        },
+    );
+}
+
+/// The path chosen per space: a space takes the queue while its commits meet contention.
+#[test]
+fn queued_auto() {
+    run_range_with(
+        6 * SCHEDULES..6 * SCHEDULES + SCHEDULES / 2,
+        Mode {
+            push_path: PushPath::Auto,
+            ..Mode::default()
+        },
+    );
+}
+
+/// Queued, with faults.
+#[test]
+fn queued_faults() {
+    run_range_with(
+        2 * FAULT_SCHEDULES..2 * FAULT_SCHEDULES + FAULT_SCHEDULES / 2,
+        Mode {
+            faults: Some(FAULTS),
+            push_path: PushPath::Queued,
+            ..Mode::default()
         },
     );
 }
@@ -1111,6 +1370,11 @@ fn replay() {
         Mode {
             pull_budget,
             faults: faults.then_some(FAULTS),
+            push_path: std::env::var("MODEL_PUSH_PATH")
+                .ok()
+                .map_or(PushPath::Direct, |p| {
+                    p.parse().expect("direct, queued or auto")
+                }),
         },
     );
 }
