@@ -20,6 +20,8 @@
 // broke FIFO's promise); the failures a response reports for a group are not a suffix of that
 // group's records in the batch (Lambda would delete the later ones and break the group's order).
 
+import { sqsCall } from './sqs.mjs';
+
 /** Lambda's record of message `m` (SQS JSON protocol) of the queue `queueArn`. */
 function toRecord(m, queueArn, region) {
   return {
@@ -110,10 +112,7 @@ export async function startEventSourceMapping({
   if (retryAfterSeconds !== undefined && !(Number.isInteger(retryAfterSeconds) && retryAfterSeconds >= 1)) {
     throw new Error('retryAfterSeconds is a whole number of seconds, at least 1 (0 meets a LocalStack race; see docs/testing.md)');
   }
-  if (!call) {
-    const { sqsCall } = await import('./sqs.mjs');
-    call = (operation, body, options) => sqsCall(endpoint, operation, body, options);
-  }
+  call ??= (operation, body, options) => sqsCall(endpoint, operation, body, options);
   const stats = {
     batches: 0,
     records: 0,
@@ -127,14 +126,15 @@ export async function startEventSourceMapping({
     receiveErrors: 0,
     settleErrors: 0,
     emptyReceives: 0,
-    requests: { ReceiveMessage: 0, DeleteMessageBatch: 0, ChangeMessageVisibilityBatch: 0, GetQueueAttributes: 0 },
+    /** The mapping's own SQS requests (not idle()'s). */
+    requests: { ReceiveMessage: 0, DeleteMessageBatch: 0, ChangeMessageVisibilityBatch: 0 },
   };
   const violations = [];
   const sqs = (operation, body, options) => {
     stats.requests[operation] += 1;
     return call(operation, body, options);
   };
-  const visibilityMs = 1000 * Number((await sqs('GetQueueAttributes', { QueueUrl: queueUrl, AttributeNames: ['VisibilityTimeout'] })).Attributes.VisibilityTimeout);
+  const visibilityMs = 1000 * Number((await call('GetQueueAttributes', { QueueUrl: queueUrl, AttributeNames: ['VisibilityTimeout'] })).Attributes.VisibilityTimeout);
   const abort = new AbortController();
   const groupsInFlight = new Map(); // group -> Map(batch -> its messages of the group, for a violation's text)
   let batchesInHand = 0;
@@ -266,7 +266,7 @@ export async function startEventSourceMapping({
       let last = 'not asked';
       for (;;) {
         if (batchesInHand === 0) {
-          const a = (await sqs('GetQueueAttributes', {
+          const a = (await call('GetQueueAttributes', {
             QueueUrl: queueUrl,
             AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
           })).Attributes;

@@ -129,6 +129,8 @@ test('8 groups reach 3 function instances in order, each message once', async ()
   assert.ok(sizes.every((n) => n <= 10) && sizes.some((n) => n > 1), `batches of up to 10 (${sizes})`);
   assert.equal(esm.stats.records, groups.length * PER);
   assert.equal(esm.stats.deleted, groups.length * PER);
+  assert.equal(esm.stats.requests.DeleteMessageBatch, esm.stats.batches, 'one delete a batch');
+  assert.equal(esm.stats.requests.ChangeMessageVisibilityBatch, 0);
 });
 
 test('the event has the shape of Lambda\'s SQS event (aws_lambda_events SqsEvent)', async () => {
@@ -141,7 +143,7 @@ test('the event has the shape of Lambda\'s SQS event (aws_lambda_events SqsEvent
     MessageAttributes: { kind: { DataType: 'String', StringValue: 'push' } },
   });
   const fn = committer();
-  const esm = await startEventSourceMapping({ sqs, queueUrl, queueArn, invokers: [fn.invoker] });
+  const esm = await startEventSourceMapping({ endpoint: localstack.endpoint, queueUrl, queueArn, invokers: [fn.invoker] });
   await esm.idle();
   await esm.stop();
 
