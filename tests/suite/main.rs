@@ -12,6 +12,7 @@ mod model_check;
 mod poke_handlers;
 mod pokes_aws;
 mod protocol;
+mod queued;
 mod revocation;
 mod round_trips;
 mod store;
