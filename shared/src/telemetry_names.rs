@@ -27,6 +27,10 @@ pub(crate) const MUTATIONS_REJECTED: &str = "mutations_rejected";
 pub(crate) const PUSH_CONFLICTS: &str = "push_conflicts";
 /// Changes of a space's poke listeners repeated after a conflicting one.
 pub(crate) const LISTENER_CONFLICTS: &str = "listener_conflicts";
+/// Pushes sent to the queue (the committer's commits count as any push's).
+pub(crate) const PUSHES_QUEUED: &str = "pushes_queued";
+/// Queued pushes a commit left out for good (answered through pulls, or logged).
+pub(crate) const QUEUED_PUSHES_STOPPED: &str = "queued_pushes_stopped";
 /// Pushes answered `ClientStateNotFound`.
 pub(crate) const CLIENT_STATE_NOT_FOUND: &str = "client_state_not_found";
 /// Execution environments started (Lambda cold starts).

@@ -161,6 +161,15 @@ on_both_stores! {
         assert_eq!(r.last_mutation_id_changes.get("c2"), Some(&1));
         // A new group of Ann's (Replicache's reset) goes on.
         push_ok(e, &ann, "g3", vec![put("c3", 1, "d")]).await;
+        let done = e.commit_queued(&s.queue.take()).await.unwrap();
+        assert_eq!(done.outcome.processed, 1);
+        // A batch of one such push marks its group too.
+        queued(e, &ann, "g3", vec![put("c3", 2, "e")]).await;
+        s.now.fetch_add(400 * 24 * 60 * 60, Ordering::SeqCst);
+        let done = e.commit_queued(&s.queue.take()).await.unwrap();
+        assert_eq!((done.outcome.processed, done.stopped.len()), (0, 1));
+        let answer = pull(e, &ann, "g3", Value::Null).await;
+        assert_eq!(answer, Ok(Reply::Error(ProtocolError::ClientStateNotFound)));
     }
 
     async fn a_client_claimed_by_two_groups_of_a_batch_commits_in_the_first(backend) {
@@ -176,6 +185,21 @@ on_both_stores! {
         let r = pull_ok(e, &caller("ann", "room"), "g1", Value::Null).await;
         assert_eq!(r.last_mutation_id_changes.get("shared"), Some(&1));
         assert_eq!(puts(&r.patch), vec!["a"]);
+    }
+
+    async fn a_batch_leaves_out_what_can_never_commit(backend) {
+        let s = setup(backend.store().await, PushPath::Queued).await;
+        let e = &s.engine;
+        let ok = QueuedPush { user: "ann".into(), space: "room".into(), push: push_request("g1", vec![put("c1", 1, "a")]) };
+        let mut old = ok.clone();
+        old.push.push_version = 0;
+        let elsewhere = QueuedPush { space: "hall".into(), ..ok.clone() };
+        let done = e.commit_queued(&[old.clone(), elsewhere.clone()]).await.unwrap();
+        assert_eq!((done.outcome.commits, done.stopped.len()), (0, 2));
+        let done = e.commit_queued(&[old, ok, elsewhere]).await.unwrap();
+        assert_eq!(done.outcome.processed, 1);
+        let stopped: Vec<usize> = done.stopped.iter().map(|(i, _)| *i).collect();
+        assert_eq!(stopped, vec![0, 2]);
     }
 
     async fn a_batch_fills_transactions_to_their_limit(backend) {

@@ -236,6 +236,7 @@ impl Engine {
         if done.queue {
             match self.enqueue(caller, req).await {
                 Ok(()) => {
+                    metrics::counter!(names::PUSHES_QUEUED).increment(1);
                     done.outcome.queued = true;
                     return Ok(Reply::Ok(done.outcome));
                 }
@@ -289,7 +290,9 @@ impl Engine {
                 }
                 Pushed::Out(stopped) => {
                     done.stopped.extend(stopped);
-                    if route != Route::Queued || done.stopped.len() == pushes.len() {
+                    // Queued pushes go on without those stopped; the next attempt also
+                    // marks refused the groups that must be (even if no push is left).
+                    if route != Route::Queued {
                         break;
                     }
                 }

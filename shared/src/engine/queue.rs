@@ -20,6 +20,7 @@ use super::push::{Pending, Route, Stop};
 use super::{Caller, Engine, EngineError, PushOutcome};
 use crate::protocol::{PushRequest, VersionType};
 use crate::store::SpaceMeta;
+use crate::telemetry_names as names;
 
 /// Which path pushes take to their commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -135,22 +136,22 @@ impl Engine {
                 Err(why) => stopped.push((index, why)),
             }
         }
-        if pending.is_empty() {
-            return Ok(QueuedOutcome {
-                outcome: PushOutcome::default(),
-                stopped,
-            });
-        }
-        let done = self.commit_pushes(&pending, Route::Queued).await?;
+        let done = match pending.is_empty() {
+            true => Default::default(),
+            false => self.commit_pushes(&pending, Route::Queued).await?,
+        };
         for (i, why) in done.stopped {
             let why = match why {
                 Stop::Protocol(e) => format!("{e:?}"),
                 Stop::Error(e) => e.to_string(),
             };
-            warn!(space = first.space.as_str(), push = indexes[i], %why, "queued push not committed");
             stopped.push((indexes[i], why));
         }
         stopped.sort();
+        for (i, why) in &stopped {
+            warn!(space = first.space.as_str(), push = i, %why, "queued push not committed");
+            metrics::counter!(names::QUEUED_PUSHES_STOPPED).increment(1);
+        }
         Ok(QueuedOutcome {
             outcome: done.outcome,
             stopped,
