@@ -404,25 +404,7 @@ impl Engine {
             .enumerate()
             .filter(|(i, _)| !stopped.contains_key(i));
         let client_ids = distinct(going_on.flat_map(|(_, p)| p.clients.iter().copied()));
-        let mut addresses = vec![
-            Address::Space {
-                space: space.to_owned(),
-            },
-            Address::Listeners {
-                space: space.to_owned(),
-            },
-        ];
-        addresses.extend(group_ids.iter().map(|g| Address::Group {
-            group: (*g).to_owned(),
-        }));
-        addresses.extend(client_ids.iter().map(|c| Address::Client {
-            space: space.to_owned(),
-            client: (*c).to_owned(),
-        }));
-        addresses.extend(read_ahead.iter().map(|key| Address::Entity {
-            space: space.to_owned(),
-            key: key.clone(),
-        }));
+        let addresses = state_addresses(space, &group_ids, &client_ids, &read_ahead);
         let mut got = self.store.get(&addresses).await?.into_iter();
         let now = self.config.clock.now();
         let meta = match got.next().flatten() {
@@ -459,17 +441,8 @@ impl Engine {
             overlay: Arc::new(Mutex::new(overlay)),
         };
         let read = Read { groups, clients };
-        if route == Route::Queued {
-            state.refuse_groups(&read, pushes, stopped);
-        }
         let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
-        for (index, push) in pushes.iter().enumerate() {
-            if !stopped.contains_key(&index) {
-                if let Err(why) = state.admit(&read, push, client_expiry) {
-                    state.stopped.push((index, why));
-                }
-            }
-        }
+        state.admit_all(&read, pushes, stopped, route, client_expiry);
         Ok(state)
     }
 
@@ -753,6 +726,28 @@ impl<'a> State<'a> {
         self.meta.as_ref().map_or(0, |m| m.version)
     }
 
+    /// Takes in the pushes not `stopped` that may go on, noting why the others may not; for
+    /// queued pushes, first marks refused the groups that must be.
+    fn admit_all(
+        &mut self,
+        read: &Read<'a>,
+        pushes: &[Pending<'a>],
+        stopped: &BTreeMap<usize, Stop>,
+        route: Route,
+        client_expiry: u64,
+    ) {
+        if route == Route::Queued {
+            self.refuse_groups(read, pushes, stopped);
+        }
+        for (index, push) in pushes.iter().enumerate() {
+            if !stopped.contains_key(&index) {
+                if let Err(why) = self.admit(read, push, client_expiry) {
+                    self.stopped.push((index, why));
+                }
+            }
+        }
+    }
+
     /// Marks refused, for queued pushes, the group of each push `stopped` because the server
     /// has no state for one of its clients, unless the store has it refused already (and
     /// then, as after the mark, the group's other pushes stop when they are admitted).
@@ -826,6 +821,36 @@ impl<'a> State<'a> {
         }
         Ok(())
     }
+}
+
+/// What an attempt reads, in this order: the space's counter and listeners, the groups, the
+/// clients, and the keys read ahead.
+fn state_addresses(
+    space: &str,
+    group_ids: &[&str],
+    client_ids: &[&str],
+    read_ahead: &[String],
+) -> Vec<Address> {
+    let mut addresses = vec![
+        Address::Space {
+            space: space.to_owned(),
+        },
+        Address::Listeners {
+            space: space.to_owned(),
+        },
+    ];
+    addresses.extend(group_ids.iter().map(|g| Address::Group {
+        group: (*g).to_owned(),
+    }));
+    addresses.extend(client_ids.iter().map(|c| Address::Client {
+        space: space.to_owned(),
+        client: (*c).to_owned(),
+    }));
+    addresses.extend(read_ahead.iter().map(|key| Address::Entity {
+        space: space.to_owned(),
+        key: key.clone(),
+    }));
+    addresses
 }
 
 /// An attempt's failure as the stop of one push.
