@@ -15,7 +15,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Body, LambdaEvent, Request, RequestExt, Response};
 
@@ -25,6 +24,10 @@ mod queue;
 
 pub use pokes::ApiGatewayPoker;
 pub use queue::{commit_event, SqsQueue};
+
+/// The committer's event (a batch of the push queue's messages) and its answer (the
+/// messages to deliver again), as [`commit_event`] takes and gives them.
+pub use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 /// Why a function could not start or stopped: what [`serve`] returns, so that a function's
 /// `main` needs no dependency on `lambda_http` of its own.

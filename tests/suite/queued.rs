@@ -12,7 +12,9 @@ use integration_tests::faulty::FaultyStore;
 use replicache_dynamodb::engine::{
     Caller, Clock, Engine, EngineConfig, EngineError, PushPath, PushQueue, QueueError, QueuedPush,
 };
+use replicache_dynamodb::lambda::{commit_event, SqsBatchResponse, SqsEvent};
 use replicache_dynamodb::protocol::{Mutation, ProtocolError, Reply};
+use replicache_dynamodb::store::memory::MemoryStore;
 use serde_json::{json, Value};
 
 use crate::{app_for_tests, on_both_stores};
@@ -239,4 +241,69 @@ on_both_stores! {
         let cool = e.push_outcome(&ann, &push_request("g1", vec![put("c1", 4, "d")])).await;
         assert!(matches!(cool, Ok(Reply::Ok(ref o)) if !o.queued && o.processed == 1), "{cool:?}");
     }
+}
+
+/// A committer's batch: `(message id, body)` as Lambda's event source mapping sends them.
+fn event(messages: &[(&str, String)]) -> SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1"}))
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+fn failed(response: &SqsBatchResponse) -> Vec<&str> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_committer_answers_the_messages_to_deliver_again() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    let s = setup(faulty.clone(), PushPath::Queued).await;
+    let e = &s.engine;
+    queued(e, &caller("ann", "one"), "g1", vec![put("c1", 1, "a")]).await;
+    queued(e, &caller("bob", "two"), "g2", vec![put("c2", 1, "b")]).await;
+    queued(
+        e,
+        &caller("ann", "one"),
+        "g1",
+        vec![put("c1", 1, "a"), put("c1", 2, "c")],
+    )
+    .await;
+    let bodies: Vec<String> = s.queue.take().iter().map(QueuedPush::body).collect();
+    let batch = [
+        ("m1", bodies[0].clone()),
+        ("m2", bodies[1].clone()),
+        ("junk", "not a push".to_owned()),
+        ("m3", bodies[2].clone()),
+    ];
+    let response = commit_event(e, event(&batch)).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let r = pull_ok(e, &caller("ann", "one"), "g1", Value::Null).await;
+    assert_eq!(r.last_mutation_id_changes.get("c1"), Some(&2));
+    // The store fails its reads of entities: the space's messages come back, all of them.
+    let incr = |id| mutation("c1", id, "incr", json!({"key": "n", "by": 1}));
+    queued(e, &caller("ann", "one"), "g1", vec![incr(3)]).await;
+    queued(e, &caller("ann", "one"), "g1", vec![incr(3), incr(4)]).await;
+    let bodies: Vec<String> = s.queue.take().iter().map(QueuedPush::body).collect();
+    faulty.fail_reads(true);
+    let response = commit_event(
+        e,
+        event(&[("m4", bodies[0].clone()), ("m5", bodies[1].clone())]),
+    )
+    .await;
+    assert_eq!(failed(&response), vec!["m4", "m5"]);
+    faulty.fail_reads(false);
+    let response = commit_event(
+        e,
+        event(&[("m4", bodies[0].clone()), ("m5", bodies[1].clone())]),
+    )
+    .await;
+    assert!(failed(&response).is_empty());
+    let r = pull_ok(e, &caller("ann", "one"), "g1", Value::Null).await;
+    assert_eq!(r.last_mutation_id_changes.get("c1"), Some(&4));
 }

@@ -83,17 +83,37 @@ pub async fn commit_event(engine: &Engine, event: SqsEvent) -> SqsBatchResponse 
             }
         }
     }
-    let mut response = SqsBatchResponse::default();
+    // Spaces commit side by side; a space's pushes in their order.
+    let mut commits = tokio::task::JoinSet::new();
     for (space, messages) in spaces {
-        let failed = commit_space(engine, &space, &messages).await;
-        response
-            .batch_item_failures
-            .extend(messages[failed..].iter().map(|(id, _)| {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id.clone();
-                failure
-            }));
+        let engine = engine.clone();
+        commits.spawn(async move {
+            let done = commit_space(&engine, &space, &messages).await;
+            messages.into_iter().skip(done).map(|(id, _)| id)
+        });
     }
+    let mut response = SqsBatchResponse::default();
+    while let Some(failed) = commits.join_next().await {
+        // A commit that panicked leaves its messages to the visibility timeout, as a
+        // function error would (it cannot name them: the whole batch comes back).
+        let Ok(failed) = failed else {
+            return failed_batch();
+        };
+        response.batch_item_failures.extend(failed.map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        }));
+    }
+    response
+}
+
+/// An answer that fails the whole batch: an item identifier that names no message.
+fn failed_batch() -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    let mut failure = BatchItemFailure::default();
+    failure.item_identifier = String::new();
+    response.batch_item_failures.push(failure);
     response
 }
 
