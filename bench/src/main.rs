@@ -52,6 +52,10 @@ struct Options {
     /// Only the hot-space runs (and the floor).
     #[arg(long)]
     hot_only: bool,
+    /// In the runs through the queue: the least time between the starts of a group's
+    /// pushes, in milliseconds (default 0: each pushes as soon as its last is answered).
+    #[arg(long, default_value_t = 0)]
+    push_interval_ms: u64,
     /// Only the hot space through the queue: direct, queued and auto, from 1, 8, 32, 64 and
     /// 128 groups (quick: 1 and 8), or `--groups`.
     #[arg(long)]
@@ -658,6 +662,7 @@ async fn main() {
             )
         };
     let pushes = options.pushes.unwrap_or(pushes);
+    let interval = Duration::from_millis(options.push_interval_ms);
     let mut config = EngineConfig::default();
     if let Some(ms) = options.retry_max_delay_ms {
         config.retry_max_delay = Duration::from_millis(ms);
@@ -672,8 +677,8 @@ async fn main() {
     if options.queued {
         eprintln!("warming DynamoDB Local up: {samples} samples of each request");
         floor(samples, batch).await;
-        let runs = queue::comparison(&config, queue_groups, pushes, batch).await;
-        queue::print(&runs, batch);
+        let runs = queue::comparison(&config, queue_groups, pushes, batch, interval).await;
+        queue::print(&runs, batch, interval);
         return;
     }
     if let Some(groups) = options.fairness {
@@ -739,7 +744,7 @@ async fn main() {
         }
     }
 
-    let queue_runs = queue::comparison(&config, queue_groups, pushes, batch).await;
+    let queue_runs = queue::comparison(&config, queue_groups, pushes, batch, interval).await;
 
     eprintln!("JavaScript against Rust, per mutation");
     let cost_pushes = if options.quick { 20 } else { 300 };
@@ -845,7 +850,7 @@ async fn main() {
         );
     }
 
-    queue::print(&queue_runs, batch);
+    queue::print(&queue_runs, batch, interval);
 
     println!("\n### JavaScript mutators against the same in Rust (in-memory store, {} mutations of {batch} a push)\n", cost_pushes * batch);
     println!("| mix | Rust µs/mutation | JavaScript µs/mutation | JavaScript's overhead µs |");

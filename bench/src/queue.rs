@@ -204,12 +204,18 @@ async fn fifo_queue(client: &aws_sdk_sqs::Client) -> String {
         .expect("a queue URL")
 }
 
-/// The SQS requests of a run, by kind.
+/// The SQS requests of a run, by kind, and what the committers did.
 #[derive(Default)]
 struct SqsCounts {
     sends: AtomicUsize,
     receives: AtomicUsize,
     deletes: AtomicUsize,
+    /// Batches committed, their messages, and the time `commit_event` took on them.
+    batches: AtomicUsize,
+    messages: AtomicUsize,
+    commit_micros: AtomicUsize,
+    /// Messages the committer function reported failed.
+    failed: AtomicUsize,
 }
 
 impl SqsCounts {
@@ -268,7 +274,8 @@ impl QueueRun {
 }
 
 /// `groups` client groups each push `pushes` batches of `batch` write-only mutations into
-/// one space, each as soon as its previous push is answered, taking `path`.
+/// one space, each as soon as its previous push is answered and `interval` after the
+/// previous one started, taking `path`.
 pub async fn hot_space(
     config: &EngineConfig,
     path: PushPath,
@@ -276,6 +283,7 @@ pub async fn hot_space(
     groups: u64,
     pushes: u64,
     batch: u64,
+    interval: Duration,
 ) -> QueueRun {
     let table: Arc<dyn Store> = Arc::new(dynamodb_local::fresh_table().await);
     let store = Arc::new(CountingStore::new(table.clone()));
@@ -300,7 +308,6 @@ pub async fn hot_space(
     let puller = Engine::new(table, app(), config);
     let confirmed: Arc<Vec<AtomicU64>> = Arc::new((0..groups).map(|_| AtomicU64::new(0)).collect());
     let done = Arc::new(AtomicBool::new(false));
-    let failed_messages = Arc::new(AtomicUsize::new(0));
 
     let start = Instant::now();
     let committers: Vec<_> = match &queue_url {
@@ -312,7 +319,6 @@ pub async fn hot_space(
                     sqs.clone(),
                     url.clone(),
                     counts.clone(),
-                    failed_messages.clone(),
                     done.clone(),
                 ))
             })
@@ -326,6 +332,7 @@ pub async fn hot_space(
                 g,
                 pushes,
                 batch,
+                interval,
             ))
         })
         .collect();
@@ -366,7 +373,15 @@ pub async fn hot_space(
     for committer in committers {
         committer.await.expect("a committing task");
     }
-    run.failed_messages = failed_messages.load(Ordering::SeqCst);
+    run.failed_messages = counts.failed.load(Ordering::SeqCst);
+    let batches = counts.batches.load(Ordering::SeqCst);
+    if batches > 0 {
+        eprintln!(
+            "  committers: {batches} batches of {:.1} messages on average, commit_event {:.1} ms on average",
+            counts.messages.load(Ordering::SeqCst) as f64 / batches as f64,
+            counts.commit_micros.load(Ordering::SeqCst) as f64 / batches as f64 / 1000.0,
+        );
+    }
     check_hot_space(&pushing, Mix::WriteOnly, total).await;
     run
 }
@@ -389,6 +404,7 @@ async fn push_loop(
     g: u64,
     pushes: u64,
     batch: u64,
+    interval: Duration,
 ) -> Pushed {
     let who = caller("bench", SPACE);
     let (group, client) = (format!("g{g}"), format!("c{g}"));
@@ -430,6 +446,8 @@ async fn push_loop(
             }
         }
         pushed.answers.push(sent.elapsed());
+        // A client's pace, where one is set (not a wait for anything).
+        tokio::time::sleep_until((sent + interval).into()).await;
     }
     pushed
 }
@@ -493,7 +511,6 @@ async fn commit_loop(
     sqs: aws_sdk_sqs::Client,
     url: String,
     counts: Arc<SqsCounts>,
-    failed: Arc<AtomicUsize>,
     done: Arc<AtomicBool>,
 ) {
     while !done.load(Ordering::SeqCst) {
@@ -521,13 +538,18 @@ async fn commit_loop(
         }
         let mut event = SqsEvent::default();
         event.records = received.iter().map(lambda_record).collect();
+        let committing = Instant::now();
         let response = lambda::commit_event(&engine, event).await;
+        counts.batches.fetch_add(1, Ordering::SeqCst);
+        counts.messages.fetch_add(received.len(), Ordering::SeqCst);
+        let micros = committing.elapsed().as_micros() as usize;
+        counts.commit_micros.fetch_add(micros, Ordering::SeqCst);
         let failures: Vec<&str> = response
             .batch_item_failures
             .iter()
             .map(|f| f.item_identifier.as_str())
             .collect();
-        failed.fetch_add(failures.len(), Ordering::SeqCst);
+        counts.failed.fetch_add(failures.len(), Ordering::SeqCst);
         let entries: Vec<_> = received
             .iter()
             .enumerate()
@@ -598,6 +620,7 @@ pub async fn comparison(
     group_counts: &[u64],
     base_pushes: u64,
     batch: u64,
+    interval: Duration,
 ) -> Vec<QueueRun> {
     eprintln!("starting LocalStack's SQS");
     let localstack = LocalStack::start().await;
@@ -611,7 +634,7 @@ pub async fn comparison(
                 "hot space, {path:?}: {groups} groups, {} mutations",
                 groups * pushes * batch
             );
-            let run = hot_space(config, path, &sqs, groups, pushes, batch).await;
+            let run = hot_space(config, path, &sqs, groups, pushes, batch, interval).await;
             eprintln!("  {:.1} s", run.wall.as_secs_f64());
             if path == PushPath::Auto && groups == 1 {
                 // A quiet space keeps the direct path: nothing may go through the queue.
@@ -633,9 +656,17 @@ fn name(path: PushPath) -> &'static str {
 }
 
 /// Prints the runs as a Markdown table, and how they meet the goals of issue 18.
-pub fn print(runs: &[QueueRun], batch: u64) {
+pub fn print(runs: &[QueueRun], batch: u64, interval: Duration) {
     use crate::{ms, percentile};
-    println!("\n### Hot space through the queue: {batch} write-only mutations per push, one space, {COMMITTERS} committers\n");
+    let pace = if interval.is_zero() {
+        "each group pushing as soon as its last push is answered".to_owned()
+    } else {
+        format!(
+            "each group pushing every {} ms at most",
+            interval.as_millis()
+        )
+    };
+    println!("\n### Hot space through the queue: {batch} write-only mutations per push, one space, {pace}, {COMMITTERS} committers\n");
     println!("| groups | path | mutations | mutations/s | × direct | conflicts | 503s | pushes queued | push answer p50 ms | push-to-visible p50 ms | p99 ms | DynamoDB requests/mutation | SQS requests/mutation |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let direct_rate = |groups| {
