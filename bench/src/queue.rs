@@ -50,10 +50,10 @@ const STALL: Duration = Duration::from_secs(120);
 
 /// LocalStack's SQS, run on the host from the venv `scripts/install-localstack-sqs` fills
 /// (installed first if missing); stopped when dropped.
-pub struct LocalStack {
+struct LocalStack {
     child: Child,
     /// Where its SQS answers.
-    pub endpoint: String,
+    endpoint: String,
 }
 
 fn cache_dir() -> PathBuf {
@@ -67,7 +67,7 @@ fn cache_dir() -> PathBuf {
 impl LocalStack {
     /// Installs LocalStack if its venv is missing, starts it alone on a free loopback port
     /// and waits until its SQS answers.
-    pub async fn start() -> LocalStack {
+    async fn start() -> LocalStack {
         // Idempotent: it installs only what is missing, and prints the venv's path.
         let installer =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-localstack-sqs");
@@ -169,7 +169,7 @@ impl Drop for LocalStack {
 }
 
 /// An SQS client for the emulator at `endpoint`, each call bounded by `timeout`.
-pub async fn sqs_client(endpoint: &str, timeout: Duration) -> aws_sdk_sqs::Client {
+async fn sqs_client(endpoint: &str, timeout: Duration) -> aws_sdk_sqs::Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(replicache_dynamodb::store::dynamo::http_client())
         .endpoint_url(endpoint)
@@ -246,29 +246,34 @@ impl PushQueue for CountingQueue {
 
 /// What one run measured.
 pub struct QueueRun {
-    pub path: PushPath,
-    pub groups: u64,
-    pub mutations: u64,
+    path: PushPath,
+    groups: u64,
+    mutations: u64,
     /// From the first push until the puller has seen every mutation.
-    pub wall: Duration,
+    wall: Duration,
     /// Per mutation, from the start of the first push that carried it until the puller's
     /// pull that first showed it returned.
-    pub visible: Vec<Duration>,
+    visible: Vec<Duration>,
     /// Per push, until its answer.
-    pub answers: Vec<Duration>,
-    pub pushes: usize,
-    pub queued: usize,
-    pub conflicts: usize,
-    pub unavailable: usize,
-    pub dynamodb_requests: usize,
-    pub sqs_requests: usize,
+    answers: Vec<Duration>,
+    pushes: usize,
+    /// Pushes answered as queued.
+    queued: usize,
+    /// Writes cancelled by a conflict (each an attempt the engine started again).
+    conflicts: usize,
+    /// Pushes answered 503 (and pushed again).
+    unavailable: usize,
+    /// Requests to DynamoDB until the last mutation showed, the puller's left out.
+    dynamodb_requests: usize,
+    /// `SendMessage`, `ReceiveMessage` and `DeleteMessageBatch` requests until then.
+    sqs_requests: usize,
     /// Messages the committer function reported failed (they come back after the
     /// visibility timeout).
-    pub failed_messages: usize,
+    failed_messages: usize,
 }
 
 impl QueueRun {
-    pub fn per_second(&self) -> f64 {
+    fn per_second(&self) -> f64 {
         self.mutations as f64 / self.wall.as_secs_f64()
     }
 }
@@ -276,7 +281,7 @@ impl QueueRun {
 /// `groups` client groups each push `pushes` batches of `batch` write-only mutations into
 /// one space, each as soon as its previous push is answered and `interval` after the
 /// previous one started, taking `path`.
-pub async fn hot_space(
+async fn hot_space(
     config: &EngineConfig,
     path: PushPath,
     sqs: &aws_sdk_sqs::Client,
@@ -603,11 +608,11 @@ fn lambda_record(m: &aws_sdk_sqs::types::Message) -> SqsMessage {
 
 /// Pushes of each group at `groups` groups, from `base` at 8 groups or fewer: fewer from
 /// more groups, so that the direct path's slowest runs stay within minutes.
-pub fn pushes_at(groups: u64, base: u64) -> u64 {
+fn pushes_at(groups: u64, base: u64) -> u64 {
     let divisor = match groups {
-        ..=8 => 1,
-        ..=32 => 2,
-        ..=64 => 4,
+        0..=8 => 1,
+        9..=32 => 2,
+        33..=64 => 4,
         _ => 8,
     };
     (base / divisor).max(1)
