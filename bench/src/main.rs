@@ -12,8 +12,13 @@
 //!   its own: its own read and its own conditioned `TransactWriteItems`, as Replicache's
 //!   row-versioning and express samples commit (one transaction per mutation).
 //! - **Pull**: an idle pull, incremental pulls after k changes, and initial syncs.
+//! - **Hot space through the queue**: 1 to 128 client groups push into one space directly,
+//!   through an SQS FIFO queue (LocalStack's SQS) and committers, and by the engine's choice
+//!   (`auto`); from each push until another client group's pull shows it ([`queue`]).
 //! - **Floor**: single `BatchGetItem`, `TransactWriteItems` and `Query` calls of the shapes
 //!   push and pull make, through the same client and table.
+
+mod queue;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +52,14 @@ struct Options {
     /// Only the hot-space runs (and the floor).
     #[arg(long)]
     hot_only: bool,
+    /// In the runs through the queue: the least time between the starts of a group's
+    /// pushes, in milliseconds (default 0: each pushes as soon as its last is answered).
+    #[arg(long, default_value_t = 0)]
+    push_interval_ms: u64,
+    /// Only the hot space through the queue: direct, queued and auto, from 1, 8, 32, 64 and
+    /// 128 groups (quick: 1 and 8), or `--groups`.
+    #[arg(long)]
+    queued: bool,
     /// Pushes of each group in the hot-space runs (default 20, half from 32 groups; quick 3).
     #[arg(long)]
     pushes: Option<u64>,
@@ -649,12 +662,25 @@ async fn main() {
             )
         };
     let pushes = options.pushes.unwrap_or(pushes);
+    let interval = Duration::from_millis(options.push_interval_ms);
     let mut config = EngineConfig::default();
     if let Some(ms) = options.retry_max_delay_ms {
         config.retry_max_delay = Duration::from_millis(ms);
     }
     eprintln!("starting DynamoDB Local");
     dynamodb_local::endpoint();
+    let queue_groups: &[u64] = match (&options.groups[..], options.quick) {
+        ([], true) => &[1, 8],
+        ([], false) => &[1, 8, 32, 64, 128],
+        (groups, _) => groups,
+    };
+    if options.queued {
+        eprintln!("warming DynamoDB Local up: {samples} samples of each request");
+        floor(samples, batch).await;
+        let runs = queue::comparison(&config, queue_groups, pushes, batch, interval).await;
+        queue::print(&runs, batch, interval);
+        return;
+    }
     if let Some(groups) = options.fairness {
         println!("| the others push | others | writer's push p50 ms | p99 ms | writer's 503s | others' commits |");
         println!("|---|---|---|---|---|---|");
@@ -717,6 +743,8 @@ async fn main() {
             }
         }
     }
+
+    let queue_runs = queue::comparison(&config, queue_groups, pushes, batch, interval).await;
 
     eprintln!("JavaScript against Rust, per mutation");
     let cost_pushes = if options.quick { 20 } else { 300 };
@@ -821,6 +849,8 @@ async fn main() {
             run.requests as f64 / run.mutations as f64,
         );
     }
+
+    queue::print(&queue_runs, batch, interval);
 
     println!("\n### JavaScript mutators against the same in Rust (in-memory store, {} mutations of {batch} a push)\n", cost_pushes * batch);
     println!("| mix | Rust µs/mutation | JavaScript µs/mutation | JavaScript's overhead µs |");
