@@ -48,113 +48,58 @@ const PULL_PAUSE: Duration = Duration::from_millis(10);
 /// A run that shows no new mutation for this long has lost some: it stops with an error.
 const STALL: Duration = Duration::from_secs(120);
 
-/// LocalStack's SQS, run on the host from the venv `scripts/install-localstack-sqs` fills
-/// (installed first if missing); stopped when dropped.
+/// LocalStack's SQS, as the end-to-end tests start it (`tests/e2e/sqs.mjs`, run by Node, from
+/// the venv `tests/sqs/install.sh` fills, installed first if missing); stopped when dropped.
 struct LocalStack {
     child: Child,
     /// Where its SQS answers.
     endpoint: String,
 }
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("XDG_CACHE_HOME or HOME is set")
-        .join("replicache-dynamodb")
-}
-
 impl LocalStack {
     /// Installs LocalStack if its venv is missing, starts it alone on a free loopback port
     /// and waits until its SQS answers.
     async fn start() -> LocalStack {
-        // Idempotent: it installs only what is missing, and prints the venv's path.
-        let installer =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-localstack-sqs");
-        let installed = Command::new(&installer)
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        // Idempotent: it installs only what is missing.
+        let installed = Command::new(root.join("tests/sqs/install.sh"))
+            .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/install-localstack-sqs");
+            .status()
+            .expect("run tests/sqs/install.sh");
         assert!(
-            installed.status.success(),
-            "installing LocalStack failed: {}",
-            installed.status
+            installed.success(),
+            "installing LocalStack failed: {installed}"
         );
-        let venv = PathBuf::from(String::from_utf8_lossy(&installed.stdout).trim());
-        // The state directory keeps LocalStack's service-catalog cache across runs: a start
-        // takes ~5 s with it, ~12 s without.
-        let state = cache_dir().join("localstack-state");
-        std::fs::create_dir_all(&state).expect("create LocalStack's state directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = state.join("localstack.log");
-        let out = std::fs::File::create(&log).expect("create LocalStack's log");
-        let listen = format!("127.0.0.1:{port}");
-        let mut command = Command::new(venv.join("bin/python"));
-        command
-            .args(["-m", "localstack.runtime.main"])
-            .env("GATEWAY_LISTEN", &listen)
-            .env("LOCALSTACK_HOST", &listen)
-            .env("SERVICES", "sqs")
-            .env("EAGER_SERVICE_LOADING", "1")
-            .env("SQS_ENDPOINT_STRATEGY", "path")
-            // This machine may look like LocalStack's own container; it is not.
-            .env("OVERRIDE_IN_DOCKER", "0")
-            // No DNS server: it looks for an upstream resolver and slows every start.
-            .env("DNS_ADDRESS", "0")
-            .env("DISABLE_EVENTS", "1")
-            .env("SKIP_SSL_CERT_DOWNLOAD", "1")
-            .env("LOCALSTACK_VOLUME_DIR", state.join("volume"))
-            .env("FILESYSTEM_ROOT", state.join("fs"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("LocalStack's log"))
-            .stderr(out);
-        // SAFETY: prctl is async-signal-safe; it asks the kernel to stop LocalStack when the
-        // thread that started it (the main thread, which lives as long as the process) dies,
-        // so that a killed benchmark leaves no LocalStack behind.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
         let started = Instant::now();
-        let child = command
+        let mut child = Command::new("node")
+            .arg(root.join("tests/e2e/sqs.mjs"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
             .spawn()
-            .expect("start LocalStack (python -m localstack.runtime.main)");
-        let mut localstack = LocalStack {
-            child,
-            endpoint: format!("http://{listen}"),
-        };
-        let client = sqs_client(&localstack.endpoint, Duration::from_secs(2)).await;
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while let Err(e) = client.list_queues().send().await {
-            if let Ok(Some(status)) = localstack.child.try_wait() {
-                panic!("LocalStack exited ({status}); see {}", log.display());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "LocalStack did not answer in 90 s ({}); see {}",
-                aws_sdk_sqs::error::DisplayErrorContext(e),
-                log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            .expect("start LocalStack (node tests/e2e/sqs.mjs)");
+        let stdout = child.stdout.take().expect("its stdout");
+        // It prints the endpoint once SQS answers (or exits with why it did not).
+        let line = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let endpoint = line
+            .strip_prefix("AWS_ENDPOINT_URL_SQS=")
+            .unwrap_or_else(|| panic!("LocalStack did not start: {line:?}"))
+            .to_owned();
         eprintln!(
-            "LocalStack's SQS answers at {} ({:.1} s)",
-            localstack.endpoint,
+            "LocalStack's SQS answers at {endpoint} ({:.1} s)",
             started.elapsed().as_secs_f64()
         );
-        localstack
+        LocalStack { child, endpoint }
     }
 }
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
-        // SIGTERM lets it stop cleanly; then make sure.
+        // SIGTERM lets it stop LocalStack; then make sure.
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         for _ in 0..100 {

@@ -84,8 +84,8 @@ enum Pushed {
     /// Every mutation had been processed already: nothing to commit.
     Nothing,
     /// The space takes the queue now, and the push may go there: what the attempt read
-    /// raised no objection to it.
-    Queue,
+    /// raised no objection to it. `contended`: because this push met contention.
+    Queue { contended: bool },
     /// These pushes cannot go on (nothing of this attempt is committed): the others start
     /// again without them.
     Out(Vec<(usize, Stop)>),
@@ -140,8 +140,9 @@ pub(crate) struct Committed {
     pub(crate) outcome: PushOutcome,
     /// The pushes that stopped, by their index in the list, and why.
     pub(crate) stopped: BTreeMap<usize, Stop>,
-    /// Whether the push should go to the queue instead (only by [`Route::MayQueue`]).
-    pub(crate) queue: bool,
+    /// Whether the push should go to the queue instead (only by [`Route::MayQueue`]), and
+    /// whether because it met contention (the committer then marks the space hot).
+    pub(crate) queue: Option<bool>,
 }
 
 /// What an attempt read before running the mutations, and the overlay they run against.
@@ -232,9 +233,9 @@ impl Engine {
             req,
             clients,
         }];
-        let mut done = self.commit_pushes(&pushes, self.route(caller, req)).await?;
-        if done.queue {
-            match self.enqueue(caller, req).await {
+        let mut done = self.commit_pushes(&pushes, self.route(), false).await?;
+        if let Some(contended) = done.queue {
+            match self.enqueue(caller, req, contended).await {
                 Ok(()) => {
                     metrics::counter!(names::PUSHES_QUEUED).increment(1);
                     done.outcome.queued = true;
@@ -244,7 +245,7 @@ impl Engine {
                 // commits here.
                 Err(e) => warn!(error = %e, "could not queue the push; committing it here"),
             }
-            done = self.commit_pushes(&pushes, Route::Direct).await?;
+            done = self.commit_pushes(&pushes, Route::Direct, false).await?;
         }
         match done.stopped.pop_first() {
             None => Ok(Reply::Ok(done.outcome)),
@@ -254,11 +255,13 @@ impl Engine {
     }
 
     /// Commits `pushes` (of one space, in order) commit by commit until every mutation is
-    /// processed or its push stopped, then pokes the space if anything committed.
+    /// processed or its push stopped, then pokes the space if anything committed. `contended`:
+    /// the pushes met contention before (the commit marks the space hot).
     pub(crate) async fn commit_pushes(
         &self,
         pushes: &[Pending<'_>],
         route: Route,
+        contended: bool,
     ) -> Result<Committed, EngineError> {
         let mut done = Committed::default();
         let mut applied = 0;
@@ -268,7 +271,8 @@ impl Engine {
         let attempts = AtomicU32::new(0);
         loop {
             let attempt = |read_ahead| {
-                let contended = attempts.fetch_add(1, Ordering::Relaxed) > 0 || pushes.len() > 1;
+                let contended =
+                    contended || attempts.fetch_add(1, Ordering::Relaxed) > 0 || pushes.len() > 1;
                 self.push_attempt(pushes, &done.stopped, route, contended, read_ahead)
             };
             match self.retrying(names::PUSH_CONFLICTS, attempt).await? {
@@ -284,8 +288,8 @@ impl Engine {
                     }
                 }
                 Pushed::Nothing => break,
-                Pushed::Queue => {
-                    done.queue = true;
+                Pushed::Queue { contended } => {
+                    done.queue = Some(contended);
                     return Ok(done);
                 }
                 Pushed::Out(stopped) => {
@@ -345,8 +349,11 @@ impl Engine {
         if !state.stopped.is_empty() {
             return Ok(Pushed::Out(state.stopped));
         }
-        if route == Route::MayQueue && self.takes_queue(state.meta.as_ref(), state.now) {
-            return Ok(may_queue(&pushes[0], &state));
+        // A hot space's push goes to the queue; with the path chosen per space, so does one
+        // that has met contention (it would only meet more).
+        let queue = self.takes_queue(state.meta.as_ref(), state.now, contended);
+        if route == Route::MayQueue && queue && self.fits_queue(&pushes[0]) {
+            return Ok(may_queue(&pushes[0], &state, contended));
         }
         let run = self.run_mutations(pushes, stopped, &mut state).await?;
         if let Some(index) = run.refused {
@@ -864,7 +871,7 @@ fn stop(attempt: Attempt) -> Stop {
 /// What becomes of a push that may go to the queue, by what the attempt read: queued if it
 /// has a mutation to process; answered here if it has none, or if one's id is beyond its
 /// client's next (as a commit would answer it).
-fn may_queue(push: &Pending<'_>, state: &State<'_>) -> Pushed {
+fn may_queue(push: &Pending<'_>, state: &State<'_>, contended: bool) -> Pushed {
     let mut next: BTreeMap<&str, u64> = BTreeMap::new();
     let mut any = false;
     for m in &push.req.mutations {
@@ -888,7 +895,7 @@ fn may_queue(push: &Pending<'_>, state: &State<'_>) -> Pushed {
         any = true;
     }
     if any {
-        Pushed::Queue
+        Pushed::Queue { contended }
     } else {
         Pushed::Nothing
     }

@@ -58,6 +58,10 @@ pub struct QueuedPush {
     pub space: String,
     /// The push as the client sent it.
     pub push: PushRequest,
+    /// Whether the push met contention on its way (its commit then marks the space hot, for
+    /// the path chosen per space).
+    #[serde(default)]
+    pub contended: bool,
 }
 
 impl QueuedPush {
@@ -136,9 +140,13 @@ impl Engine {
                 Err(why) => stopped.push((index, why)),
             }
         }
+        let contended = pushes.iter().any(|p| p.contended);
         let done = match pending.is_empty() {
             true => Default::default(),
-            false => self.commit_pushes(&pending, Route::Queued).await?,
+            false => {
+                self.commit_pushes(&pending, Route::Queued, contended)
+                    .await?
+            }
         };
         for (i, why) in done.stopped {
             let why = match why {
@@ -179,32 +187,31 @@ impl Engine {
         })
     }
 
-    /// The route of a push: it may go to the queue if pushes may take one and it fits a
-    /// message.
-    pub(super) fn route(&self, caller: &Caller, req: &PushRequest) -> Route {
-        let Some(queue) = &self.queue else {
-            return Route::Direct;
-        };
-        if self.config.push_path == PushPath::Direct {
-            return Route::Direct;
+    /// The route of a push: it may go to the queue if pushes may take one.
+    pub(super) fn route(&self) -> Route {
+        match (&self.queue, self.config.push_path) {
+            (Some(_), PushPath::Queued | PushPath::Auto) => Route::MayQueue,
+            _ => Route::Direct,
         }
-        let message = QueuedPush {
-            user: caller.user.clone(),
-            space: caller.space.clone(),
-            push: req.clone(),
-        };
-        if message.body().len() > queue.max_body_bytes() {
-            return Route::Direct;
-        }
-        Route::MayQueue
     }
 
-    /// Whether a space whose record reads `meta` at `now` takes the queue.
-    pub(super) fn takes_queue(&self, meta: Option<&SpaceMeta>, now: u64) -> bool {
+    /// Whether `push` fits a message of the queue.
+    pub(super) fn fits_queue(&self, push: &Pending<'_>) -> bool {
+        let Some(queue) = &self.queue else {
+            return false;
+        };
+        message(push.caller, push.req, false).body().len() <= queue.max_body_bytes()
+    }
+
+    /// Whether a push to a space whose record reads `meta` at `now`, and that met
+    /// contention or not, takes the queue.
+    pub(super) fn takes_queue(&self, meta: Option<&SpaceMeta>, now: u64, contended: bool) -> bool {
         match self.config.push_path {
             PushPath::Direct => false,
             PushPath::Queued => true,
-            PushPath::Auto => meta.and_then(|m| m.hot_until).is_some_and(|at| at > now),
+            PushPath::Auto => {
+                contended || meta.and_then(|m| m.hot_until).is_some_and(|at| at > now)
+            }
         }
     }
 
@@ -213,16 +220,22 @@ impl Engine {
         &self,
         caller: &Caller,
         req: &PushRequest,
+        contended: bool,
     ) -> Result<(), QueueError> {
         let queue = self
             .queue
             .as_ref()
             .ok_or_else(|| QueueError("no queue".to_owned()))?;
-        let message = QueuedPush {
-            user: caller.user.clone(),
-            space: caller.space.clone(),
-            push: req.clone(),
-        };
-        queue.send(&message).await
+        queue.send(&message(caller, req, contended)).await
+    }
+}
+
+/// The message of `req` from `caller`.
+fn message(caller: &Caller, req: &PushRequest, contended: bool) -> QueuedPush {
+    QueuedPush {
+        user: caller.user.clone(),
+        space: caller.space.clone(),
+        push: req.clone(),
+        contended,
     }
 }
