@@ -81,8 +81,10 @@ pub struct Rejection {
 enum Pushed {
     /// It committed; more mutations may be left for the next commit.
     Committed(Commit),
-    /// Every mutation had been processed already: nothing to commit.
-    Nothing,
+    /// Every mutation had been processed already: nothing to commit. With the space's
+    /// listeners read, for a redelivered batch to poke them: its commit may have been made
+    /// by a committer that stopped before its poke.
+    Nothing(Option<Listeners>),
     /// The space takes the queue now, and the push may go there: what the attempt read
     /// raised no objection to it. `contended`: because this push met contention.
     Queue { contended: bool },
@@ -287,7 +289,12 @@ impl Engine {
                         break;
                     }
                 }
-                Pushed::Nothing => break,
+                Pushed::Nothing(read) => {
+                    if route == Route::Queued && done.outcome.commits == 0 {
+                        listeners = read;
+                    }
+                    break;
+                }
                 Pushed::Queue { contended } => {
                     done.queue = Some(contended);
                     return Ok(done);
@@ -305,7 +312,7 @@ impl Engine {
         metrics::counter!(names::MUTATIONS_APPLIED).increment(applied as u64);
         let rejected = done.outcome.rejected.len() as u64;
         metrics::counter!(names::MUTATIONS_REJECTED).increment(rejected);
-        if done.outcome.commits > 0 {
+        if done.outcome.commits > 0 || listeners.is_some() {
             self.poke(&pushes[0].caller.space, listeners).await;
         }
         Ok(done)
@@ -360,9 +367,11 @@ impl Engine {
             let why = Stop::Protocol(ProtocolError::ClientStateNotFound);
             return Ok(Pushed::Out(vec![(index, why)]));
         }
+        // A commit may only mark groups refused: it is a commit all the same, and its poke
+        // has the refused clients pull, and learn it.
         let refusing = state.groups.values().any(|g| g.refuse);
         if run.processed() == 0 && !refusing {
-            return Ok(Pushed::Nothing);
+            return Ok(Pushed::Nothing(state.listeners));
         }
         let (entity_writes, reads) = state.overlay.lock().await.take_parts();
         let writes = self.commit_writes(pushes, &mut state, contended, &entity_writes, &reads);
@@ -370,9 +379,6 @@ impl Engine {
         if let Err(e) = self.store.write(writes).await {
             // What the next attempt reads ahead, if this one conflicted.
             return Err(Attempt::from(e).reading(reads.into_keys().collect()));
-        }
-        if run.processed() == 0 {
-            return Ok(Pushed::Nothing);
         }
         info!(
             space = pushes[0].caller.space.as_str(),
@@ -897,7 +903,7 @@ fn may_queue(push: &Pending<'_>, state: &State<'_>, contended: bool) -> Pushed {
     if any {
         Pushed::Queue { contended }
     } else {
-        Pushed::Nothing
+        Pushed::Nothing(None)
     }
 }
 
