@@ -444,6 +444,7 @@ test('a committer killed after its commit, before its answer: the batch comes ba
   const mine = batches.filter((b) => b.some((r) => r.push.space === space));
   assert.equal(mine.length, 2, 'the batch, and the batch again');
   assert.deepEqual(mine[1].map((r) => r.id), mine[0].map((r) => r.id), 'the same messages came back, in order');
+  for (const r of mine[1]) assert.deepEqual(fates.get(r.id), { deliveries: 2, failures: 1 }, 'taken the second time');
 
   // Applied once: the redelivery found every mutation processed and committed nothing; every
   // message was written by the killed commit; every lmid is exact.
