@@ -409,6 +409,30 @@ test('a client group the server forgot after its push was queued: the commit ref
   assert.ok(!Object.keys((await stored(space)).entities).includes('erin-2'));
 });
 
+test('a client group the server forgot, its push alone in its batch: the commit refuses the group and pokes it', {
+  todo: 'commit_pushes stops when every push of the batch stopped, before the attempt that marks the group refused; a commit that only refuses pokes nobody',
+}, async (t) => {
+  cleanUp(t);
+  const space = `q-${randomUUID()}`;
+  let mapping = await startMapping();
+  const erin = open(space, 'erin');
+  await within(erin.connected, "erin's poke socket");
+  await erin.rep.mutate.createMessage(message('erin-1', 'erin'));
+  await converged(erin, ['erin-1'], 'erin');
+
+  await mapping.stop({ drain: true });
+  await erin.rep.mutate.createMessage(message('erin-2', 'erin'));
+  await pushed(erin, 2);
+  await expire(space, erin);
+  const posts = gateway.posts;
+  mapping = await startMapping();
+  await mapping.idle();
+  // Else the client keeps erin-2 pending, shown as if applied, until it pushes again.
+  const { status, body } = await pull(space, 'erin', await erin.rep.clientGroupID);
+  assert.deepEqual([status, body], [200, { error: 'ClientStateNotFound' }]);
+  assert.equal(gateway.posts - posts, 1, 'erin is poked, to pull and hear it');
+});
+
 test('a committer killed after its commit, before its answer: the batch comes back and every mutation is applied once', async (t) => {
   cleanUp(t);
   const space = `q-${randomUUID()}`;
