@@ -93,7 +93,17 @@ export async function startFunction(bin, env = {}, { binary = path.join(root, 't
     },
     stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'],
   });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let exitCode = null;
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => {
+    exitCode = signal ?? code;
+    // As Lambda answers an invocation whose runtime died (Runtime.ExitError): at once, as
+    // failed, and so is every event it had not taken yet.
+    const why = new Error(`${bin} exited (${exitCode}) before answering`);
+    for (const p of pending.values()) p.reject(why);
+    pending.clear();
+    queue.length = 0;
+    resolve(code);
+  }));
   // Ready when it first asks for an event; an init failure ends the process instead.
   await Promise.race([
     firstAsk,
@@ -106,6 +116,7 @@ export async function startFunction(bin, env = {}, { binary = path.join(root, 't
     pid: child.pid,
     invoke(event) {
       const id = randomUUID();
+      if (exitCode !== null) return Promise.reject(new Error(`${bin} exited (${exitCode})`));
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
         queue.push({ id, event });
