@@ -217,11 +217,11 @@ tar -C "$rootfs" -cf "$work/rootfs.tar" .
 rm -rf "$rootfs" "$work/debs"
 
 # `sam build` runs `cargo lambda build --release --bin <function>` once per function, in the
-# workspace's target dir; building both first in one cargo invocation lets cargo link them in
-# parallel, and sam build then finds them up to date.
+# workspace's target dir; building them all first in one cargo invocation lets cargo link them
+# in parallel, and sam build then finds them up to date.
 build_started=$(date +%s)
-log "cargo lambda build --release --bin push --bin pull --bin poke (x86_64)"
-cargo lambda build --release --bin push --bin pull --bin poke
+log "cargo lambda build --release --bin push --bin pull --bin poke --bin commit (x86_64)"
+cargo lambda build --release --bin push --bin pull --bin poke --bin commit
 release_done=$(date +%s)
 log "sam build --beta-features (Architecture=x86_64)"
 sam build --beta-features --parameter-overrides Architecture=x86_64 --build-dir "$work/build" \

@@ -3,7 +3,8 @@
 // real replicache 15.3.0 client. Run through tests/sam-local/run.sh, which brings up podman,
 // the Lambda base image and the build, and passes SAM_LOCAL_WORK and SAM_LOCAL_TEMPLATE.
 //
-// sam local has no WebSocket API, so there are no pokes: the clients pull explicitly.
+// sam local has no WebSocket API, so there are no pokes: the clients pull explicitly. Nor
+// has it SQS: the committer of queued pushes is invoked with an SQS event file.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,6 +52,10 @@ function envFile(name, dynamodbPort, authMode, extra = {}) {
       // and the push function pokes nothing (sam local has no WebSocket API).
       POKE_TICKET_KEY: 'sam-local-ticket-key-0123456789abcdef0123',
       POKE_ENDPOINT: '',
+      // sam local has no SQS: pushes commit directly, and the committer is invoked with
+      // event files (tests/events/sqs-commit.json).
+      PUSH_PATH: 'direct',
+      PUSH_QUEUE_URL: '',
       RUST_LOG: 'info',
       ...extra,
     },
@@ -171,6 +176,7 @@ const message = (from, content, order) => ({ id: randomUUID(), from, content, or
 describe('sam local start-api, the release build on DynamoDB Local', () => {
   let dynamo;
   let api;
+  let envVars;
   const reps = [];
   const open = (...args) => {
     const rep = client(...args);
@@ -183,7 +189,8 @@ describe('sam local start-api, the release build on DynamoDB Local', () => {
     await createTable(dynamo.endpoint, table);
     const port = new URL(dynamo.endpoint).port;
     const started = Date.now();
-    api = await startApi(envFile('env-header.json', port, 'header'));
+    envVars = envFile('env-header.json', port, 'header');
+    api = await startApi(envVars);
     console.log(`sam local start-api served after ${Date.now() - started} ms`);
   });
 
@@ -277,6 +284,70 @@ describe('sam local start-api, the release build on DynamoDB Local', () => {
     const { n, ...claims } = JSON.parse(Buffer.from(payload, 'base64url'));
     assert.deepEqual(claims, { u: 'alice', s: 'room', e: expiresAt });
     assert.match(n, /^[\w-]{16,}$/);
+  });
+
+  /** Runs `sam local invoke CommitFunction` with `event` on this DynamoDB Local; its answer. */
+  async function commit(event) {
+    const file = path.join(work, `event-${randomUUID()}.json`);
+    writeFileSync(file, JSON.stringify(event));
+    const started = Date.now();
+    const run = await sam([
+      'local', 'invoke', 'CommitFunction', '--template', template, '--event', file, '--env-vars', envVars,
+      '--parameter-overrides', parameters('header'), '--skip-pull-image', '--layer-cache-basedir', layers,
+    ]);
+    console.log(`sam local invoke CommitFunction took ${Date.now() - started} ms`);
+    writeFileSync(path.join(work, `invoke-CommitFunction-${path.basename(file, '.json')}.log`), `${run.stdout}\n${run.stderr}`);
+    const last = run.stdout.trim().split('\n').pop() || '';
+    let response;
+    try {
+      response = JSON.parse(last);
+    } catch {
+      assert.fail(`sam local invoke CommitFunction (exit ${run.code}) gave no JSON answer:\n${run.stdout}\n${run.stderr}`);
+    }
+    assert.equal(run.code, 0, run.stderr);
+    return response;
+  }
+
+  // The committer as the queue's event source mapping runs it: two pushes of one space from
+  // two client groups, as the push function queued them (tests/events/sqs-commit.json).
+  test('the committer commits an SQS batch of queued pushes, once', async () => {
+    const event = JSON.parse(readFileSync(path.join(root, 'tests/events/sqs-commit.json'), 'utf8'));
+    const pushes = event.Records.map((r) => JSON.parse(r.body));
+    const space = pushes[0].space;
+    assert.ok(pushes.every((p) => p.space === space) && pushes[0].user !== pushes[1].user);
+    const response = await commit(event);
+    assert.deepEqual(response, { batchItemFailures: [] });
+
+    const pull = (p, cookie = null) => post(api.url, 'pull', space, p.user, {
+      pullVersion: 1, schemaVersion: '', profileID: 'p', clientGroupID: p.push.clientGroupID, cookie,
+    });
+    const expected = pushes.flatMap((p) => p.push.mutations).map((m) => ({
+      op: 'put', key: `message/${m.args.id}`, value: { from: m.args.from, content: m.args.content, order: m.args.order },
+    })).sort((a, b) => a.key.localeCompare(b.key));
+    const cookies = {};
+    for (const p of pushes) {
+      const pulled = await pull(p);
+      assert.equal(pulled.status, 200, JSON.stringify(pulled.body));
+      const puts = pulled.body.patch.filter((op) => op.op === 'put').sort((a, b) => a.key.localeCompare(b.key));
+      assert.deepEqual(puts, expected, 'both pushes\' mutations');
+      const last = p.push.mutations.at(-1);
+      assert.deepEqual(pulled.body.lastMutationIDChanges, { [last.clientID]: last.id }, `${p.user}'s client`);
+      cookies[p.user] = pulled.body.cookie;
+    }
+
+    // Delivered again (a redelivery after a lost delete), with a message no commit can
+    // read: neither is reported failed, and nothing commits (the pull since the cookie
+    // above shows no change).
+    const again = structuredClone(event);
+    again.Records[0].attributes.ApproximateReceiveCount = '2';
+    again.Records[1].messageId = randomUUID();
+    again.Records[1].body = '{"user": "alice", "space": ';
+    const answer = await commit(again);
+    assert.deepEqual(answer, { batchItemFailures: [] }, 'an unreadable message is dropped, not failed');
+    const since = await pull(pushes[0], cookies[pushes[0].user]);
+    assert.equal(since.status, 200);
+    assert.deepEqual(since.body.patch, [], 'nothing committed twice');
+    assert.deepEqual(since.body.lastMutationIDChanges, {});
   });
 
   test('the demo is served with --static-dir', async () => {

@@ -86,14 +86,18 @@ fn template() -> serde_yaml::Value {
     serde_yaml::from_str(&text).expect("YAML")
 }
 
-/// Every action a function's inline policies allow, with its resource as written.
+/// Every action a function's inline policies allow, with its resource as written (SAM's
+/// policy templates are in [`policy_templates`]).
 fn actions(t: &serde_yaml::Value, function: &str) -> Vec<String> {
     let mut found = Vec::new();
     for policy in t["Resources"][function]["Properties"]["Policies"]
         .as_sequence()
         .unwrap()
     {
-        for statement in policy["Statement"].as_sequence().unwrap() {
+        let Some(statements) = policy["Statement"].as_sequence() else {
+            continue;
+        };
+        for statement in statements {
             for action in statement["Action"].as_sequence().unwrap() {
                 found.push(action.as_str().unwrap().to_owned());
             }
@@ -101,6 +105,191 @@ fn actions(t: &serde_yaml::Value, function: &str) -> Vec<String> {
     }
     found.sort();
     found
+}
+
+/// The SAM policy templates a function's policies name (those without a `Statement`), each
+/// with the queue it names (`QueueName: !GetAtt <queue>.QueueName`).
+fn policy_templates(t: &serde_yaml::Value, function: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for policy in t["Resources"][function]["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+    {
+        if policy["Statement"].is_sequence() {
+            continue;
+        }
+        for (name, args) in policy.as_mapping().expect("a policy template is a mapping") {
+            let queue = &args["QueueName"]["Fn::GetAtt"];
+            assert_eq!(queue[1], "QueueName", "{name:?}: {args:?}");
+            found.push((
+                name.as_str().unwrap().to_owned(),
+                queue[0].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    found
+}
+
+/// A function's setting: its own, else the one of Globals.
+fn function_setting<'a>(
+    t: &'a serde_yaml::Value,
+    function: &str,
+    setting: &str,
+) -> &'a serde_yaml::Value {
+    let own = &t["Resources"][function]["Properties"][setting];
+    if own.is_null() {
+        &t["Globals"]["Function"][setting]
+    } else {
+        own
+    }
+}
+
+/// The queued path on AWS: a high-throughput FIFO queue of pushes with a FIFO dead-letter
+/// queue watched by an alarm, the committer fed by an event source mapping that reports
+/// partial batch failures (so that a space's pushes keep their order), and SQS rights by
+/// need only: the push function may send, the committer may receive and delete, and no
+/// function has SAM's SQS event (its managed policy reaches every queue of the account).
+#[test]
+fn the_push_queue_its_committer_and_least_privilege() {
+    let t = template();
+    let r = &t["Resources"];
+    let path = &t["Parameters"]["PushPath"];
+    assert_eq!(
+        serde_yaml::to_string(&path["AllowedValues"]).unwrap(),
+        "- direct\n- queued\n- auto\n"
+    );
+    assert_eq!(path["Default"], "auto");
+
+    let queue = &r["PushQueue"];
+    assert_eq!(queue["Type"], "AWS::SQS::Queue");
+    let q = &queue["Properties"];
+    assert_eq!(q["FifoQueue"], true);
+    assert_eq!(q["DeduplicationScope"], "messageGroup");
+    assert_eq!(q["FifoThroughputLimit"], "perMessageGroupId");
+    assert_eq!(q["SqsManagedSseEnabled"], true);
+    assert_eq!(
+        q["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0],
+        "PushDeadLetterQueue"
+    );
+    assert_eq!(q["RedrivePolicy"]["maxReceiveCount"], 10);
+    let dlq = &r["PushDeadLetterQueue"]["Properties"];
+    assert_eq!(
+        dlq["FifoQueue"], true,
+        "a FIFO queue's dead letters go to a FIFO queue"
+    );
+    assert_eq!(dlq["MessageRetentionPeriod"], 14 * 24 * 60 * 60);
+    assert_eq!(dlq["SqsManagedSseEnabled"], true);
+
+    let timeout = function_setting(&t, "CommitFunction", "Timeout")
+        .as_u64()
+        .expect("the committer's Timeout");
+    let visibility = q["VisibilityTimeout"].as_u64().expect("VisibilityTimeout");
+    assert!(
+        visibility >= 6 * timeout,
+        "Lambda advises a visibility timeout of 6 times the function's: {visibility} < 6 × {timeout}"
+    );
+    assert_eq!(
+        r["CommitFunction"]["Metadata"]["BuildProperties"]["Binary"],
+        "commit"
+    );
+
+    let mappings: Vec<&serde_yaml::Value> = r
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|v| v["Type"] == "AWS::Lambda::EventSourceMapping")
+        .map(|v| &v["Properties"])
+        .collect();
+    assert_eq!(mappings.len(), 1, "one mapping: the push queue's");
+    let mapping = mappings[0];
+    assert_eq!(mapping["EventSourceArn"]["Fn::GetAtt"][0], "PushQueue");
+    assert_eq!(mapping["FunctionName"]["Ref"], "CommitFunction");
+    let batch = mapping["BatchSize"].as_u64().unwrap_or(10);
+    assert!(
+        (1..=10).contains(&batch),
+        "a FIFO batch holds 1 to 10: {batch}"
+    );
+    assert_eq!(
+        serde_yaml::to_string(&mapping["FunctionResponseTypes"]).unwrap(),
+        "- ReportBatchItemFailures\n",
+        "without it, one failed push would send its whole batch back"
+    );
+    assert!(mapping["MaximumBatchingWindowInSeconds"].is_null());
+    for (name, resource) in r.as_mapping().unwrap() {
+        if let Some(events) = resource["Properties"]["Events"].as_mapping() {
+            for event in events.values() {
+                assert_ne!(event["Type"], "SQS", "{name:?} has SAM's SQS event");
+            }
+        }
+        assert!(
+            resource["Properties"]["ManagedPolicyArns"].is_null()
+                && resource["Properties"]["Role"].is_null(),
+            "{name:?}: no managed policies nor roles of its own"
+        );
+    }
+
+    let push_env = &r["PushFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(push_env["PUSH_PATH"]["Ref"], "PushPath");
+    assert_eq!(push_env["PUSH_QUEUE_URL"]["Ref"], "PushQueue");
+    assert_eq!(
+        policy_templates(&t, "PushFunction"),
+        [("SQSSendMessagePolicy".to_owned(), "PushQueue".to_owned())],
+        "the push function only sends to the queue"
+    );
+    assert_eq!(
+        policy_templates(&t, "CommitFunction"),
+        [("SQSPollerPolicy".to_owned(), "PushQueue".to_owned())],
+        "the committer receives, returns and deletes, and never sends"
+    );
+    for function in [
+        "PushFunction",
+        "PullFunction",
+        "PokeFunction",
+        "CommitFunction",
+    ] {
+        let sqs: Vec<String> = actions(&t, function)
+            .into_iter()
+            .filter(|a| a.starts_with("sqs:"))
+            .collect();
+        assert!(sqs.is_empty(), "{function}: inline SQS rights {sqs:?}");
+    }
+    for function in ["PullFunction", "PokeFunction"] {
+        assert!(policy_templates(&t, function).is_empty(), "{function}");
+    }
+    assert_eq!(
+        actions(&t, "CommitFunction"),
+        actions(&t, "PushFunction"),
+        "the committer commits and pokes as the push function does"
+    );
+    let commit = &r["CommitFunction"]["Properties"];
+    assert_eq!(
+        serde_yaml::to_string(&commit["Policies"][1]).unwrap(),
+        serde_yaml::to_string(&r["PushFunction"]["Properties"]["Policies"][1]).unwrap(),
+        "on the same table and connections"
+    );
+    let commit_env = &commit["Environment"]["Variables"];
+    assert_eq!(commit_env["POKE_ENDPOINT"], push_env["POKE_ENDPOINT"]);
+    assert!(commit_env["PUSH_QUEUE_URL"].is_null(), "it never sends");
+
+    let alarm = r
+        .as_mapping()
+        .unwrap()
+        .values()
+        .map(|v| &v["Properties"])
+        .find(|p| p["Dimensions"][0]["Value"]["Fn::GetAtt"][0] == "PushDeadLetterQueue")
+        .expect("an alarm on the dead-letter queue");
+    assert_eq!(alarm["Namespace"], "AWS/SQS");
+    assert_eq!(alarm["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(alarm["Threshold"], 0);
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+
+    for output in [
+        "PushQueueUrl",
+        "PushDeadLetterQueueUrl",
+        "CommitFunctionName",
+    ] {
+        assert!(t["Outputs"][output].is_mapping(), "output {output}");
+    }
 }
 
 /// Pokes on AWS: a WebSocket API routed to the poke function, a keep-alive that costs no
@@ -177,7 +366,7 @@ fn logs_and_alarms() {
         t["Globals"]["Function"]["LoggingConfig"]["LogFormat"],
         "JSON"
     );
-    for f in ["Push", "Pull", "Poke"] {
+    for f in ["Push", "Pull", "Poke", "Commit"] {
         let group = &r[format!("{f}LogGroup")]["Properties"];
         assert_eq!(group["RetentionInDays"]["Ref"], "LogRetentionDays", "{f}");
         let logging = &r[format!("{f}Function")]["Properties"]["LoggingConfig"];
@@ -190,6 +379,7 @@ fn logs_and_alarms() {
             .to_owned()
     };
     assert_eq!(metric("PushErrorsAlarm"), "Errors");
+    assert_eq!(metric("CommitErrorsAlarm"), "Errors");
     assert_eq!(metric("PullThrottlesAlarm"), "Throttles");
     assert_eq!(metric("Api5xxAlarm"), "5xx");
 }
