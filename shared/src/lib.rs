@@ -49,8 +49,10 @@
 //! # Running it
 //!
 //! - On AWS: one binary per function, each `lambda::serve(Operation::Push, app())` (or
-//!   `Pull`, `Poke`), deployed with the repository's `template.yaml` (feature `lambda`). The
-//!   repository's `scripts/new-app` writes such a crate, with the template, for your app.
+//!   `Pull`, `Poke`), and `lambda::serve_commits(app())` for the committer of the pushes a
+//!   hot space queues ([`engine::PushPath`]), deployed with the repository's `template.yaml`
+//!   (feature `lambda`). The repository's `scripts/new-app` writes such a crate, with the
+//!   template, for your app.
 //! - Locally: `dev::run(app())` serves push, pull, pokes and a web client on 127.0.0.1, on
 //!   an in-memory store (feature `dev-server`) or DynamoDB Local (`dev-server-dynamodb`).
 //! - In tests: [`testing::TestServer`] runs mutators and the policy on the in-memory store,
@@ -68,7 +70,7 @@
 //! | [`testing`] | unit tests of an app: [`testing::TestServer`] |
 //! | `dev`, `lambda` | serving an app locally or on AWS |
 //! | `js` | an app written in JavaScript |
-//! | [`engine`] | running push and pull yourself: [`engine::Engine`] over a store |
+//! | [`engine`] | running push and pull yourself: [`engine::Engine`] over a store, with a queue for hot spaces ([`engine::PushQueue`]) |
 //! | [`http_api`] | the HTTP layer over an engine, for another server |
 //! | [`store`] | the storage contract, the in-memory store, the DynamoDB store |
 //! | [`protocol`] | the Replicache wire types |
