@@ -47,7 +47,7 @@ const GROUP_SLACK: u64 = 60 * 60;
 const MAX_LOGGED_REJECTIONS: usize = 10;
 
 /// How long a space keeps taking the queue after a commit that met contention, where the
-/// push path is chosen per space ([`super::PushPath::Auto`]).
+/// push path is chosen per space (`auto`).
 const HOT_SECS: u64 = 60;
 
 /// What a push did, beyond its reply: for tests and logs.
