@@ -220,6 +220,35 @@ on_both_stores! {
         assert_eq!(s.count.take(), 4);
     }
 
+    async fn a_batch_counts_only_the_groups_it_writes(backend) {
+        let s = setup(backend.store().await, PushPath::Queued).await;
+        let e = &s.engine;
+        // Ninety keys in one mutation fit a transaction beside its client and its new group,
+        // however many other new groups the batch holds.
+        let keys: Vec<String> = (0..90).map(|k| format!("k{k}")).collect();
+        let many = mutation("c0", 1, "putMany", json!({"keys": keys, "value": 1}));
+        queued(e, &caller("u0", "room"), "g0", vec![many]).await;
+        for g in 1..10 {
+            queued(e, &caller(&format!("u{g}"), "room"), &format!("g{g}"), vec![put(&format!("c{g}"), 1, "x")]).await;
+        }
+        let done = e.commit_queued(&s.queue.take()).await.unwrap();
+        assert!(done.outcome.rejected.is_empty(), "{:?}", done.outcome.rejected);
+        assert_eq!(done.outcome.processed, 10);
+    }
+
+    async fn auto_commits_a_large_push_to_a_quiet_space_directly(backend) {
+        let s = setup(backend.store().await, PushPath::Auto).await;
+        let e = &s.engine;
+        let ann = caller("ann", "room");
+        let mutations = (1..=150).map(|i| put("c1", i, &format!("k{i}"))).collect();
+        let large = e.push_outcome(&ann, &push_request("g1", mutations)).await;
+        assert!(matches!(large, Ok(Reply::Ok(ref o)) if !o.queued && o.processed == 150 && o.commits == 2), "{large:?}");
+        s.count.take();
+        let next = e.push_outcome(&ann, &push_request("g1", vec![put("c1", 151, "a")])).await;
+        assert!(matches!(next, Ok(Reply::Ok(ref o)) if !o.queued), "a split push is no contention: {next:?}");
+        assert_eq!(s.count.take(), 2);
+    }
+
     async fn auto_queues_a_space_while_its_commits_meet_contention(backend) {
         let faulty = Arc::new(FaultyStore::new(backend.store().await));
         let s = setup(faulty.clone(), PushPath::Auto).await;

@@ -268,10 +268,15 @@ impl Engine {
         let mut done = Committed::default();
         let mut applied = 0;
         let mut listeners = None;
-        // Attempts that started again met contention, and so did pushes that queued up
-        // behind each other: the space then takes the queue a while.
-        let attempts = AtomicU32::new(0);
         loop {
+            // A commit whose attempt started again met contention, and so did pushes that
+            // queued up behind each other: the space then takes the queue a while.
+            let attempts = AtomicU32::new(0);
+            // Only a push none of whose commits is made yet may still go to the queue.
+            let route = match route {
+                Route::MayQueue if done.outcome.commits > 0 => Route::Direct,
+                route => route,
+            };
             let attempt = |read_ahead| {
                 let contended =
                     contended || attempts.fetch_add(1, Ordering::Relaxed) > 0 || pushes.len() > 1;
@@ -455,7 +460,7 @@ impl Engine {
         };
         let read = Read { groups, clients };
         let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
-        state.admit_all(&read, pushes, stopped, route, client_expiry);
+        state.admit_all(&read, pushes, stopped, route, client_expiry)?;
         Ok(state)
     }
 
@@ -476,10 +481,11 @@ impl Engine {
     ) -> Result<Run, Attempt> {
         let limits = self.store.limits();
         let mut run = Run::default();
-        // Clients this commit writes, counted as they become dirty; every group with a write
-        // pending is counted, whether the commit writes it or not.
+        // Clients and groups this commit writes, counted as they become dirty (a group is
+        // written with its first processed mutation if its expiry must move, and when it is
+        // refused).
         let mut dirty_clients = 0usize;
-        let group_writes = state.groups.values().filter(|g| g.write.is_some()).count();
+        let mut group_writes = state.groups.values().filter(|g| g.refuse).count();
         let going_on = pushes
             .iter()
             .enumerate()
@@ -503,9 +509,14 @@ impl Engine {
                 let mut rejection = self
                     .run_mutation(push.caller, m, &state.overlay, logged)
                     .await?;
+                let new_group_write = state
+                    .groups
+                    .get(client.group)
+                    .map_or(0, |g| usize::from(g.write.is_some() && !g.dirty));
                 let mut o = state.overlay.lock().await;
                 let actions = FIXED_ACTIONS
                     + group_writes
+                    + new_group_write
                     + dirty_clients
                     + usize::from(!client.dirty)
                     + o.touched();
@@ -537,6 +548,7 @@ impl Engine {
                 }
                 client.lmid = m.id;
                 dirty_clients += usize::from(!client.dirty);
+                group_writes += new_group_write;
                 client.dirty = true;
                 let group = client.group;
                 if let Some(g) = state.groups.get_mut(group) {
@@ -613,7 +625,9 @@ impl Engine {
             |m| m.epoch.clone(),
         );
         let hot_until = match &state.meta {
-            _ if contended => Some(state.now.saturating_add(HOT_SECS)),
+            _ if contended && self.chooses_path_per_space() => {
+                Some(state.now.saturating_add(HOT_SECS))
+            }
             Some(m) => m.hot_until,
             None => None,
         };
@@ -748,17 +762,18 @@ impl<'a> State<'a> {
         stopped: &BTreeMap<usize, Stop>,
         route: Route,
         client_expiry: u64,
-    ) {
+    ) -> Result<(), Attempt> {
         if route == Route::Queued {
             self.refuse_groups(read, pushes, stopped);
         }
         for (index, push) in pushes.iter().enumerate() {
             if !stopped.contains_key(&index) {
-                if let Err(why) = self.admit(read, push, client_expiry) {
+                if let Err(why) = self.admit(read, push, client_expiry)? {
                     self.stopped.push((index, why));
                 }
             }
         }
+        Ok(())
     }
 
     /// Marks refused, for queued pushes, the group of each push `stopped` because the server
@@ -775,7 +790,7 @@ impl<'a> State<'a> {
             let id = push.req.client_group_id.as_str();
             let record = read.groups.get(id).and_then(Option::as_ref);
             let live = record.filter(|g| !expired(g.expires_at, self.now));
-            let owned = live.is_none_or(|g| g.user == push.caller.user);
+            let owned = live.is_none_or(|g| super::check_group(g, push.caller).is_ok());
             if !matches!(why, Stop::Protocol(_)) || !owned || live.is_some_and(|g| g.refused) {
                 continue;
             }
@@ -789,36 +804,51 @@ impl<'a> State<'a> {
     }
 
     /// Takes in `push` if its group and clients may go on, with how they stand; else why
-    /// not.
+    /// not (or why the attempt must start again).
     fn admit(
         &mut self,
         read: &Read<'a>,
         push: &Pending<'a>,
         client_expiry: u64,
-    ) -> Result<(), Stop> {
+    ) -> Result<Result<(), Stop>, Attempt> {
+        match self.admit_push(read, push, client_expiry) {
+            Ok(()) => Ok(Ok(())),
+            Err(not) => stop(not),
+        }
+    }
+
+    /// [`State::admit`], with an attempt that fails as the push's stop.
+    fn admit_push(
+        &mut self,
+        read: &Read<'a>,
+        push: &Pending<'a>,
+        client_expiry: u64,
+    ) -> Result<(), Admission> {
         let id = push.req.client_group_id.as_str();
         let record = read.groups.get(id).and_then(Option::as_ref);
         // An absent or expired group is unknown, whoever had it, and so are its clients:
         // they may not be continued, only started afresh at id 1.
-        let live = super::live_group(record, push.caller, self.now).map_err(stop)?;
+        let live = super::live_group(record, push.caller, self.now)?;
         if let Some(g) = self.groups.get(id) {
             if g.user != push.caller.user {
-                return Err(Stop::Error(EngineError::Unauthorized(format!(
-                    "client group {id:?} belongs to another user"
+                return Err(Admission::Stop(Stop::Error(EngineError::Unauthorized(
+                    format!("client group {id:?} belongs to another user"),
                 ))));
             }
         }
         let refused = live && record.is_some_and(|g| g.refused);
         if refused || self.groups.get(id).is_some_and(|g| g.refuse) {
-            return Err(Stop::Protocol(ProtocolError::ClientStateNotFound));
+            return Err(Admission::Stop(Stop::Protocol(
+                ProtocolError::ClientStateNotFound,
+            )));
         }
         let mut clients = Vec::new();
         for c in &push.clients {
             let record = read.clients.get(c).cloned().flatten();
-            let state = client_state(c, record, id, live, self.now).map_err(stop)?;
+            let state = client_state(c, record, id, live, self.now)?;
             if self.clients.get(c).is_some_and(|known| known.group != id) {
-                return Err(Stop::Error(EngineError::Unauthorized(format!(
-                    "client {c:?} belongs to another client group"
+                return Err(Admission::Stop(Stop::Error(EngineError::Unauthorized(
+                    format!("client {c:?} belongs to another client group"),
                 ))));
             }
             clients.push((*c, state));
@@ -866,11 +896,27 @@ fn state_addresses(
     addresses
 }
 
-/// An attempt's failure as the stop of one push.
-fn stop(attempt: Attempt) -> Stop {
-    match attempt {
-        Attempt::Fail(e) => Stop::Error(e),
-        Attempt::Retry { why, .. } => Stop::Error(EngineError::Unavailable(why)),
+/// Why a push is not taken in: it stops, or the attempt must start again.
+enum Admission {
+    Stop(Stop),
+    Attempt(Attempt),
+}
+
+impl From<Attempt> for Admission {
+    /// An attempt that fails for good stops the push; one that must start again stays so.
+    fn from(attempt: Attempt) -> Self {
+        match attempt {
+            Attempt::Fail(e) => Admission::Stop(Stop::Error(e)),
+            retry => Admission::Attempt(retry),
+        }
+    }
+}
+
+/// A push not taken in: its stop, or the attempt's start again.
+fn stop(admission: Admission) -> Result<Result<(), Stop>, Attempt> {
+    match admission {
+        Admission::Stop(why) => Ok(Err(why)),
+        Admission::Attempt(attempt) => Err(attempt),
     }
 }
 

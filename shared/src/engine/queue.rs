@@ -203,6 +203,12 @@ impl Engine {
         message(push.caller, push.req, false).body().len() <= queue.max_body_bytes()
     }
 
+    /// Whether each space's path is chosen by its contention: only then do commits mark
+    /// spaces hot.
+    pub(super) fn chooses_path_per_space(&self) -> bool {
+        self.config.push_path == PushPath::Auto
+    }
+
     /// Whether a push to a space whose record reads `meta` at `now`, and that met
     /// contention or not, takes the queue.
     pub(super) fn takes_queue(&self, meta: Option<&SpaceMeta>, now: u64, contended: bool) -> bool {
