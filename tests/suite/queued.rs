@@ -192,7 +192,7 @@ on_both_stores! {
     async fn a_batch_leaves_out_what_can_never_commit(backend) {
         let s = setup(backend.store().await, PushPath::Queued).await;
         let e = &s.engine;
-        let ok = QueuedPush { user: "ann".into(), space: "room".into(), push: push_request("g1", vec![put("c1", 1, "a")]), contended: false };
+        let ok = QueuedPush { user: "ann".into(), space: "room".into(), push: push_request("g1", vec![put("c1", 1, "a")]) };
         let mut old = ok.clone();
         old.push.push_version = 0;
         let elsewhere = QueuedPush { space: "hall".into(), ..ok.clone() };
@@ -257,14 +257,11 @@ on_both_stores! {
         let direct = e.push_outcome(&ann, &push_request("g1", vec![put("c1", 1, "a")])).await;
         assert!(matches!(direct, Ok(Reply::Ok(ref o)) if !o.queued), "{direct:?}");
         assert_eq!(s.count.take(), 2, "a quiet space commits directly, in 2 requests");
-        // A push that meets contention goes to the queue rather than try again...
+        // A commit that meets contention makes the space take the queue a while.
         faulty.conflict_next_write();
-        queued(e, &ann, "g1", vec![put("c1", 2, "b")]).await;
-        assert_eq!(s.count.take(), 2 + 1, "the failed attempt, and the read that queued it");
-        let contended = s.queue.take();
-        assert!(contended[0].contended);
-        e.commit_queued(&contended).await.unwrap();
-        // ... and its commit makes the space take the queue a while.
+        let contended = e.push_outcome(&ann, &push_request("g1", vec![put("c1", 2, "b")])).await;
+        assert!(matches!(contended, Ok(Reply::Ok(ref o)) if !o.queued && o.processed == 1), "{contended:?}");
+        assert!(s.queue.take().is_empty(), "a conflict is retried directly");
         s.count.take();
         queued(e, &ann, "g1", vec![put("c1", 3, "c")]).await;
         assert_eq!(s.count.take(), 1, "a hot space's push reads once and is queued");

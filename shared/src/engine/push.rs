@@ -86,8 +86,8 @@ enum Pushed {
     /// by a committer that stopped before its poke.
     Nothing(Option<Listeners>),
     /// The space takes the queue now, and the push may go there: what the attempt read
-    /// raised no objection to it. `contended`: because this push met contention.
-    Queue { contended: bool },
+    /// raised no objection to it.
+    Queue,
     /// These pushes cannot go on (nothing of this attempt is committed): the others start
     /// again without them.
     Out(Vec<(usize, Stop)>),
@@ -142,9 +142,8 @@ pub(crate) struct Committed {
     pub(crate) outcome: PushOutcome,
     /// The pushes that stopped, by their index in the list, and why.
     pub(crate) stopped: BTreeMap<usize, Stop>,
-    /// Whether the push should go to the queue instead (only by [`Route::MayQueue`]), and
-    /// whether because it met contention (the committer then marks the space hot).
-    pub(crate) queue: Option<bool>,
+    /// Whether the push should go to the queue instead (only by [`Route::MayQueue`]).
+    pub(crate) queue: bool,
 }
 
 /// What an attempt read before running the mutations, and the overlay they run against.
@@ -235,9 +234,9 @@ impl Engine {
             req,
             clients,
         }];
-        let mut done = self.commit_pushes(&pushes, self.route(), false).await?;
-        if let Some(contended) = done.queue {
-            match self.enqueue(caller, req, contended).await {
+        let mut done = self.commit_pushes(&pushes, self.route()).await?;
+        if done.queue {
+            match self.enqueue(caller, req).await {
                 Ok(()) => {
                     metrics::counter!(names::PUSHES_QUEUED).increment(1);
                     done.outcome.queued = true;
@@ -247,7 +246,7 @@ impl Engine {
                 // commits here.
                 Err(e) => warn!(error = %e, "could not queue the push; committing it here"),
             }
-            done = self.commit_pushes(&pushes, Route::Direct, false).await?;
+            done = self.commit_pushes(&pushes, Route::Direct).await?;
         }
         match done.stopped.pop_first() {
             None => Ok(Reply::Ok(done.outcome)),
@@ -257,13 +256,11 @@ impl Engine {
     }
 
     /// Commits `pushes` (of one space, in order) commit by commit until every mutation is
-    /// processed or its push stopped, then pokes the space if anything committed. `contended`:
-    /// the pushes met contention before (the commit marks the space hot).
+    /// processed or its push stopped, then pokes the space if anything committed.
     pub(crate) async fn commit_pushes(
         &self,
         pushes: &[Pending<'_>],
         route: Route,
-        contended: bool,
     ) -> Result<Committed, EngineError> {
         let mut done = Committed::default();
         let mut applied = 0;
@@ -278,8 +275,7 @@ impl Engine {
                 route => route,
             };
             let attempt = |read_ahead| {
-                let contended =
-                    contended || attempts.fetch_add(1, Ordering::Relaxed) > 0 || pushes.len() > 1;
+                let contended = attempts.fetch_add(1, Ordering::Relaxed) > 0 || pushes.len() > 1;
                 self.push_attempt(pushes, &done.stopped, route, contended, read_ahead)
             };
             match self.retrying(names::PUSH_CONFLICTS, attempt).await? {
@@ -300,8 +296,8 @@ impl Engine {
                     }
                     break;
                 }
-                Pushed::Queue { contended } => {
-                    done.queue = Some(contended);
+                Pushed::Queue => {
+                    done.queue = true;
                     return Ok(done);
                 }
                 Pushed::Out(stopped) => {
@@ -361,11 +357,9 @@ impl Engine {
         if !state.stopped.is_empty() {
             return Ok(Pushed::Out(state.stopped));
         }
-        // A hot space's push goes to the queue; with the path chosen per space, so does one
-        // that has met contention (it would only meet more).
-        let queue = self.takes_queue(state.meta.as_ref(), state.now, contended);
+        let queue = self.takes_queue(state.meta.as_ref(), state.now);
         if route == Route::MayQueue && queue && self.fits_queue(&pushes[0]) {
-            return Ok(may_queue(&pushes[0], &state, contended));
+            return Ok(may_queue(&pushes[0], &state));
         }
         let run = self.run_mutations(pushes, stopped, &mut state).await?;
         if let Some(index) = run.refused {
@@ -625,9 +619,9 @@ impl Engine {
             |m| m.epoch.clone(),
         );
         let hot_until = match &state.meta {
-            _ if contended && self.chooses_path_per_space() => {
-                Some(state.now.saturating_add(HOT_SECS))
-            }
+            // Whatever this function's own path: the push function reads it, and the
+            // committer (configured apart) keeps a busy space hot.
+            _ if contended => Some(state.now.saturating_add(HOT_SECS)),
             Some(m) => m.hot_until,
             None => None,
         };
@@ -923,7 +917,7 @@ fn stop(admission: Admission) -> Result<Result<(), Stop>, Attempt> {
 /// What becomes of a push that may go to the queue, by what the attempt read: queued if it
 /// has a mutation to process; answered here if it has none, or if one's id is beyond its
 /// client's next (as a commit would answer it).
-fn may_queue(push: &Pending<'_>, state: &State<'_>, contended: bool) -> Pushed {
+fn may_queue(push: &Pending<'_>, state: &State<'_>) -> Pushed {
     let mut next: BTreeMap<&str, u64> = BTreeMap::new();
     let mut any = false;
     for m in &push.req.mutations {
@@ -947,7 +941,7 @@ fn may_queue(push: &Pending<'_>, state: &State<'_>, contended: bool) -> Pushed {
         any = true;
     }
     if any {
-        Pushed::Queue { contended }
+        Pushed::Queue
     } else {
         Pushed::Nothing(None)
     }

@@ -58,10 +58,6 @@ pub struct QueuedPush {
     pub space: String,
     /// The push as the client sent it.
     pub push: PushRequest,
-    /// Whether the push met contention on its way (its commit then marks the space hot, for
-    /// the path chosen per space).
-    #[serde(default)]
-    pub contended: bool,
 }
 
 impl QueuedPush {
@@ -140,13 +136,9 @@ impl Engine {
                 Err(why) => stopped.push((index, why)),
             }
         }
-        let contended = pushes.iter().any(|p| p.contended);
         let done = match pending.is_empty() {
             true => Default::default(),
-            false => {
-                self.commit_pushes(&pending, Route::Queued, contended)
-                    .await?
-            }
+            false => self.commit_pushes(&pending, Route::Queued).await?,
         };
         for (i, why) in done.stopped {
             let why = match why {
@@ -200,24 +192,15 @@ impl Engine {
         let Some(queue) = &self.queue else {
             return false;
         };
-        message(push.caller, push.req, false).body().len() <= queue.max_body_bytes()
+        message(push.caller, push.req).body().len() <= queue.max_body_bytes()
     }
 
-    /// Whether each space's path is chosen by its contention: only then do commits mark
-    /// spaces hot.
-    pub(super) fn chooses_path_per_space(&self) -> bool {
-        self.config.push_path == PushPath::Auto
-    }
-
-    /// Whether a push to a space whose record reads `meta` at `now`, and that met
-    /// contention or not, takes the queue.
-    pub(super) fn takes_queue(&self, meta: Option<&SpaceMeta>, now: u64, contended: bool) -> bool {
+    /// Whether a push to a space whose record reads `meta` at `now` takes the queue.
+    pub(super) fn takes_queue(&self, meta: Option<&SpaceMeta>, now: u64) -> bool {
         match self.config.push_path {
             PushPath::Direct => false,
             PushPath::Queued => true,
-            PushPath::Auto => {
-                contended || meta.and_then(|m| m.hot_until).is_some_and(|at| at > now)
-            }
+            PushPath::Auto => meta.and_then(|m| m.hot_until).is_some_and(|at| at > now),
         }
     }
 
@@ -226,22 +209,20 @@ impl Engine {
         &self,
         caller: &Caller,
         req: &PushRequest,
-        contended: bool,
     ) -> Result<(), QueueError> {
         let queue = self
             .queue
             .as_ref()
             .ok_or_else(|| QueueError("no queue".to_owned()))?;
-        queue.send(&message(caller, req, contended)).await
+        queue.send(&message(caller, req)).await
     }
 }
 
 /// The message of `req` from `caller`.
-fn message(caller: &Caller, req: &PushRequest, contended: bool) -> QueuedPush {
+fn message(caller: &Caller, req: &PushRequest) -> QueuedPush {
     QueuedPush {
         user: caller.user.clone(),
         space: caller.space.clone(),
         push: req.clone(),
-        contended,
     }
 }
