@@ -66,10 +66,10 @@ impl QueuedPush {
         serde_json::to_string(self).expect("a push serializes")
     }
 
-    /// The message's deduplication id: the same push sent twice within the queue's window
-    /// is taken once (a client's retry of a push whose answer it lost, say).
-    pub fn deduplication_id(&self) -> String {
-        let digest = Sha256::digest(self.body().as_bytes());
+    /// The deduplication id of a message with `body`: the same push sent twice within the
+    /// queue's window is taken once (a client's retry of a push whose answer it lost, say).
+    pub fn deduplication_id(body: &str) -> String {
+        let digest = Sha256::digest(body.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -35,12 +35,13 @@ impl SqsQueue {
 #[async_trait]
 impl PushQueue for SqsQueue {
     async fn send(&self, push: &QueuedPush) -> Result<(), QueueError> {
+        let body = push.body();
         self.client
             .send_message()
             .queue_url(&self.url)
-            .message_body(push.body())
+            .message_deduplication_id(QueuedPush::deduplication_id(&body))
+            .message_body(body)
             .message_group_id(message_group(&push.space))
-            .message_deduplication_id(push.deduplication_id())
             .send()
             .await
             .map(drop)
