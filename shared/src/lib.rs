@@ -106,6 +106,7 @@ mod auth;
 #[cfg(any(feature = "lambda", feature = "dev-server"))]
 mod config;
 mod cookie;
+mod digest;
 mod error;
 mod logged;
 mod mutators;

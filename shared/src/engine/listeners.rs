@@ -80,9 +80,7 @@ impl Watch {
 /// A short, stable digest of a key, as a watch lists it (a key may take a kilobyte; a
 /// collision only costs a policy run).
 fn key_digest(key: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(key.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(key, 8)
 }
 
 /// Marks, in `listeners`, the connections whose policy read one of the keys `written` by
@@ -557,9 +555,7 @@ impl Engine {
 /// A short digest of a user id, as the listeners record keeps it: the record holds up to
 /// [`super::EngineConfig::max_listeners`] entries, and a user id may take 512 bytes.
 fn owner_digest(user: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(user.as_bytes());
-    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(user, 12)
 }
 
 #[cfg(test)]

@@ -453,16 +453,19 @@ impl Engine {
             overlay: Arc::new(Mutex::new(overlay)),
         };
         let read = Read { groups, clients };
-        let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
-        state.admit_all(&read, pushes, stopped, route, client_expiry)?;
+        state.admit_all(&read, pushes, stopped, route, self.client_expiry(now))?;
         Ok(state)
     }
 
     /// When a client group written by a commit at `now` expires: after every client the
     /// commit writes.
     fn group_expiry(&self, now: u64) -> u64 {
-        let client_expiry = now.saturating_add(self.config.client_ttl.as_secs());
-        client_expiry.saturating_add(GROUP_SLACK)
+        self.client_expiry(now).saturating_add(GROUP_SLACK)
+    }
+
+    /// When a client written by a commit at `now` expires.
+    fn client_expiry(&self, now: u64) -> u64 {
+        now.saturating_add(self.config.client_ttl.as_secs())
     }
 
     /// Runs the mutations above their clients' lmids, push by push in order, until one
@@ -613,7 +616,7 @@ impl Engine {
     ) -> Vec<Write> {
         let space = pushes[0].caller.space.as_str();
         let version = state.version() + 1;
-        let client_expiry = state.now.saturating_add(self.config.client_ttl.as_secs());
+        let client_expiry = self.client_expiry(state.now);
         let epoch = state.meta.as_ref().map_or_else(
             || format!("{:016x}", fastrand::u64(..)),
             |m| m.epoch.clone(),

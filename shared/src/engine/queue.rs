@@ -13,7 +13,6 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use super::push::{Pending, Route, Stop};
@@ -69,8 +68,7 @@ impl QueuedPush {
     /// The deduplication id of a message with `body`: the same push sent twice within the
     /// queue's window is taken once (a client's retry of a push whose answer it lost, say).
     pub fn deduplication_id(body: &str) -> String {
-        let digest = Sha256::digest(body.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        crate::digest::sha256_hex(body, 32)
     }
 }
 

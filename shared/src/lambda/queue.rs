@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use sha2::{Digest, Sha256};
 
 use crate::engine::{Engine, PushQueue, QueueError, QueuedPush};
 
@@ -60,8 +59,7 @@ fn message_group(space: &str) -> String {
     if !space.is_empty() && space.len() <= 128 && space.chars().all(allowed) {
         return space.to_owned();
     }
-    let digest = Sha256::digest(space.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(space, 32)
 }
 
 /// Commits a batch of the queue's messages, space by space, each space's pushes in the
@@ -70,15 +68,17 @@ fn message_group(space: &str) -> String {
 /// that the queue keeps their order. A message that can never commit (unreadable, or a push
 /// the engine leaves out) is logged and not delivered again.
 pub async fn commit_event(engine: &Engine, event: SqsEvent) -> SqsBatchResponse {
-    let mut spaces: BTreeMap<String, Vec<(String, QueuedPush)>> = BTreeMap::new();
+    // Per space: its messages' ids and pushes, in the batch's order.
+    let mut spaces: BTreeMap<String, (Vec<String>, Vec<QueuedPush>)> = BTreeMap::new();
     for record in event.records {
         let id = record.message_id.unwrap_or_default();
         let body = record.body.unwrap_or_default();
         match serde_json::from_str::<QueuedPush>(&body) {
-            Ok(push) => spaces
-                .entry(push.space.clone())
-                .or_default()
-                .push((id, push)),
+            Ok(push) => {
+                let (ids, pushes) = spaces.entry(push.space.clone()).or_default();
+                ids.push(id);
+                pushes.push(push);
+            }
             Err(e) => {
                 tracing::error!(message = %id, error = %e, "unreadable queued push; dropping it")
             }
@@ -86,11 +86,11 @@ pub async fn commit_event(engine: &Engine, event: SqsEvent) -> SqsBatchResponse 
     }
     // Spaces commit side by side; a space's pushes in their order.
     let mut commits = tokio::task::JoinSet::new();
-    for (space, messages) in spaces {
+    for (space, (ids, pushes)) in spaces {
         let engine = engine.clone();
         commits.spawn(async move {
-            let done = commit_space(&engine, &space, &messages).await;
-            messages.into_iter().skip(done).map(|(id, _)| id)
+            let done = commit_space(&engine, &space, &ids, &pushes).await;
+            ids.into_iter().skip(done)
         });
     }
     let mut response = SqsBatchResponse::default();
@@ -121,23 +121,27 @@ fn failed_batch() -> SqsBatchResponse {
 /// Commits one space's messages; answers how many of them are done (committed, or left out
 /// for good). All at once first; if that fails, one by one, so that one push that keeps
 /// failing holds back only itself and those after it.
-async fn commit_space(engine: &Engine, space: &str, messages: &[(String, QueuedPush)]) -> usize {
-    let pushes: Vec<QueuedPush> = messages.iter().map(|(_, p)| p.clone()).collect();
-    let Err(e) = engine.commit_queued(&pushes).await else {
-        return messages.len();
+async fn commit_space(
+    engine: &Engine,
+    space: &str,
+    ids: &[String],
+    pushes: &[QueuedPush],
+) -> usize {
+    let Err(e) = engine.commit_queued(pushes).await else {
+        return pushes.len();
     };
-    if messages.len() == 1 {
-        tracing::warn!(space, message = %messages[0].0, error = %e, "queued push failed; it comes back");
+    if pushes.len() == 1 {
+        tracing::warn!(space, message = %ids[0], error = %e, "queued push failed; it comes back");
         return 0;
     }
     tracing::warn!(space, error = %e, "queued pushes failed together; committing them one by one");
-    for (done, (id, push)) in messages.iter().enumerate() {
+    for (done, (id, push)) in ids.iter().zip(pushes).enumerate() {
         if let Err(e) = engine.commit_queued(std::slice::from_ref(push)).await {
             tracing::warn!(space, message = %id, error = %e, "queued push failed; it and those after it come back");
             return done;
         }
     }
-    messages.len()
+    pushes.len()
 }
 
 #[cfg(test)]
